@@ -1,0 +1,18 @@
+"""Score a training run's checkpoints on its test sets.  Settings: configs/eval.yaml."""
+
+import hydra
+
+from hira.errors import report_user_errors
+
+
+@hydra.main(config_path="configs", config_name="eval", version_base="1.3")
+@report_user_errors
+def main(cfg) -> None:
+    from hira.evaluation.evaluator import evaluate_run
+
+    evaluate_run(cfg.run_dir, cfg.checkpoints, batch_size=cfg.batch_size, num_beams=cfg.num_beams,
+                 max_new_tokens=cfg.max_new_tokens, subsets=cfg.subsets, limit=cfg.limit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""User-facing errors: a bad config, missing data or weights. Entry points print them as one line, no traceback."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+
+class UserError(Exception):
+    """Something the user can fix; the message says what is wrong and what would be valid."""
+
+
+def report_user_errors(main):
+    """Exit with the one-line message of a UserError (set HYDRA_FULL_ERROR=1 for the traceback)."""
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)  # SystemExit passes through Hydra's own exception reporting
+    return wrapper

@@ -1,0 +1,84 @@
+"""The tiny default base model: a Llama-architecture LM and a word-level tokenizer, built in the project.
+
+Built once and cached in `model.path`: a tokenizer over the synthetic world's words, then a short causal-LM
+pretraining on sentences that state the world's facts. Fine-tuning then has to teach the question formats
+on top of knowledge the base already has, which is what makes PEFT comparisons on it meaningful.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from hira.data import synthetic
+from hira.data.templates import NO_INPUT, WITH_INPUT
+
+log = logging.getLogger(__name__)
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+
+
+def build_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIALS))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def tokenizer_texts(world: synthetic.World) -> list[str]:
+    """Every word the tokenizer must know: the corpus, the prompt templates and all task phrasings."""
+    rng = random.Random(0)
+    questions = [synthetic.make_example(s, world, rng) for s in synthetic.SUBSETS for _ in range(300)]
+    return (synthetic.pretraining_sentences(world) + [NO_INPUT, WITH_INPUT]
+            + [q["instruction"] + " " + q["output"] for q in questions])
+
+
+def pretrain(model, tokenizer, corpus: list[str], steps: int, batch_size: int, seq_len: int, lr: float, seed: int):
+    """Plain causal-LM pretraining on packed corpus chunks (building the base, not fine-tuning it)."""
+    ids = [t for doc in corpus for t in tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]]
+    chunks = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    model.train()
+    for step in range(steps):
+        batch = chunks[torch.randint(len(chunks), (batch_size,), generator=gen)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+        if step % 50 == 0 or step == steps - 1:
+            log.info("pretraining tiny base: step %d/%d loss %.3f", step + 1, steps, loss.item())
+    model.eval()
+
+
+def build_tiny_model(path: Path, cfg) -> None:
+    """Build tokenizer + pretrained tiny Llama into `path` (written to a temp dir, then moved into place)."""
+    path = Path(path)
+    torch.manual_seed(cfg.seed)
+    world = synthetic.World.build()
+    tokenizer = build_tokenizer(tokenizer_texts(world))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                         num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.max_positions,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    corpus = synthetic.pretraining_corpus(world, n_docs=2000, n_quiz_docs=cfg.pretrain.quiz_docs, seed=cfg.seed)
+    pretrain(model, tokenizer, corpus, cfg.pretrain.steps, cfg.pretrain.batch_size, cfg.pretrain.seq_len,
+             cfg.pretrain.lr, cfg.seed)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    log.info("built tiny base model in %s (%.2fM parameters)", path, sum(p.numel() for p in model.parameters()) / 1e6)

@@ -1,0 +1,44 @@
+import copy
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# A smaller, faster tiny base than the demo's, shared by every test that trains end to end.
+TEST_TINY = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "model.tiny.num_layers=2",
+             "model.tiny.pretrain.steps=120", "model.tiny.pretrain.quiz_docs=200"]
+
+
+@pytest.fixture(scope="session")
+def random_llama():
+    """A randomly initialised 2-layer Llama (no pretraining): enough for numerical oracle tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def llama(random_llama):
+    return copy.deepcopy(random_llama)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    """Session folder holding the test tiny model and synthetic data, built once."""
+    return tmp_path_factory.mktemp("work")
+
+
+def common_overrides(workdir: Path) -> list[str]:
+    return TEST_TINY + [f"model.path={workdir / 'tiny'}", f"task.data_dir={workdir / 'data'}",
+                        "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6",
+                        "task.val_size=48", "train.global_batch_size=8", "hardware.micro_batch_size=4",
+                        "train.warmup_steps=5", "method.params.r=4"]

@@ -1,0 +1,37 @@
+"""The paper's settings as `--cfg job` shows them, and a clear failure when the 8B weights are missing."""
+
+import subprocess
+import sys
+
+import yaml
+from conftest import ROOT
+
+PAPER = ["method=hira", "model=llama3_8b", "task=commonsense"]
+
+
+def cli(*args, script="train.py"):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_paper_settings():
+    proc = cli(*PAPER, "--cfg", "job", "--resolve")
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["method"]["name"] == "hira" and cfg["method"]["params"] == {"r": 32}
+    assert cfg["method"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
+    train = cfg["train"]
+    assert (train["lr"], train["weight_decay"], train["warmup_steps"]) == (1e-3, 0.0, 100)
+    assert (train["global_batch_size"], train["epochs"], train["eval_steps"]) == (32, 3, 80)
+    task = cfg["task"]
+    assert (task["val_size"], task["split_seed"], task["num_beams"]) == (120, 58, 4)
+    assert task["test_subsets"] == ["boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"]
+    assert cfg["run_dir"].startswith("outputs/commonsense/hira/llama3_8b/")
+
+
+def test_missing_weights_fail_fast_with_one_line(tmp_path):
+    proc = cli(*PAPER, f"model.path={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert f"{tmp_path}/nowhere" in lines[0] and "model.path=" in lines[0] and "meta-llama/Meta-Llama-3-8B" in lines[0]

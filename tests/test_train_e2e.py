@@ -1,0 +1,55 @@
+"""train.py and eval.py end to end on the tiny model, as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, common_overrides
+
+from hira.training.runlog import read_metrics
+
+
+def run(script, *overrides, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_train_then_eval(workdir):
+    run_dir = workdir / "run_e2e"
+    proc = run("train.py", *common_overrides(workdir), f"run_dir={run_dir}", "task.epochs=2", "train.eval_steps=40",
+               "method.lr=3e-2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    last = (60 * 8 - 48) // 8 * 2  # (train examples // global batch) × epochs
+    ckpts = [p.name for p in (run_dir / "checkpoints").glob("step_*")]
+    assert sorted(ckpts) == sorted(["step_40", "step_80", f"step_{last}"])  # every eval_steps, and the last step
+    events = read_metrics(run_dir / "metrics.jsonl")
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [40, 80, last]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"]
+    best = min(evals, key=lambda e: e["val_loss"])
+    assert (run_dir / "checkpoints" / "best").read_text().strip() == f"step_{best['step']}"
+    train_steps = [e["step"] for e in events if e["event"] == "train"]
+    assert train_steps == sorted(set(train_steps)) and train_steps[-1] == last
+
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert scores["best"]["checkpoint"] == f"step_{best['step']}"
+    assert set(scores["best"]["subsets"]) == {"boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"}
+    assert "average" in proc.stdout and "parse fail" in proc.stdout
+    rows = [json.loads(line) for line in (run_dir / "predictions" / f"step_{best['step']}" / "piqa.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and set(rows[0]) == {"prompt", "generation", "prediction", "gold", "correct"}
+
+    # The separate evaluator scores every checkpoint of the finished run.
+    proc = run("eval.py", f"run_dir={run_dir}", "checkpoints=all", "subsets=[piqa,boolq]", "num_beams=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads((run_dir / "scores.json").read_text())
+    for name in ckpts:
+        assert set(scores[name]["subsets"]) == {"piqa", "boolq"} and scores[name]["num_beams"] == 2
+        assert (run_dir / "predictions" / name / "boolq.jsonl").is_file()
+
+
+def test_eval_without_checkpoints_is_one_clear_line(tmp_path):
+    (tmp_path / "config.yaml").write_text("task: {num_beams: 4, max_new_tokens: 8}\n")
+    proc = run("eval.py", f"run_dir={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: no best-checkpoint marker") and "Traceback" not in proc.stderr
