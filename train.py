@@ -1,8 +1,22 @@
-"""Fine-tune a base LM with a PEFT method, then beam-search the best checkpoint.  Settings: configs/train.yaml."""
+"""Fine-tune a base LM with a PEFT method, then beam-search the best checkpoint.  Settings: configs/train.yaml.
+
+Under the deepspeed launcher every rank runs this file; the launcher's --local_rank flag is dropped (ranks
+read LOCAL_RANK from the environment) and only rank 0 writes Hydra's logs and the run directory.
+"""
+
+import os
+import sys
 
 import hydra
 
 from hira.errors import report_user_errors
+
+
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    argv = [a for a in argv if not a.startswith("--local_rank")]
+    if int(os.environ.get("RANK", "0")) > 0:  # one run directory, written by rank 0
+        argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra.run.dir=."]
+    return argv
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
@@ -19,4 +33,5 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = strip_launcher_args(sys.argv)
     main()

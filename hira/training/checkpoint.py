@@ -39,7 +39,9 @@ def save_checkpoint(engine, ckpt_root: Path, step: int, trainer_state: dict, con
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     distributed.barrier()
-    weights = trainable_state_dict(engine.module)
+    trainable = [p for p in engine.module.parameters() if p.requires_grad]
+    with distributed.gathered(trainable):  # consolidated weights, loadable by a single process
+        weights = {k: v.clone() for k, v in trainable_state_dict(engine.module).items()}
     engine.save_checkpoint(str(tmp), tag="engine", save_latest=False, exclude_frozen_parameters=True)
     torch.save(rng_state(), tmp / f"rng_rank{distributed.rank()}.pt")
     if distributed.is_main():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -70,3 +71,44 @@ def deepspeed_config(path: str, micro_batch: int, accumulation: int, grad_clip: 
     config.pop("train_batch_size", None)  # implied by the two above and the world size
     config.setdefault("zero_allow_untested_optimizer", True)  # torch AdamW; DeepSpeed's fused Adam needs CUDA
     return config
+
+
+def broadcast_object(obj):
+    """Rank 0's value of obj on every rank (e.g. the run directory, whose timestamp each rank resolves itself)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean_across_ranks(total: float, count: int) -> float:
+    """Mean of per-rank sums: the loss of the whole global batch, not just rank 0's share of it."""
+    if world_size() > 1:
+        import torch
+
+        t = torch.tensor([total, float(count)], dtype=torch.float64)
+        dist.all_reduce(t)
+        total, count = t.tolist()
+    return total / count
+
+
+def register_base_weights_for_zero3(model) -> None:
+    """ZeRO-3 gathers a module's own parameters before its forward; adapters also read base_layer.weight."""
+    from deepspeed.runtime.zero.partition_parameters import register_external_parameter
+
+    from hira.adapters import adapter_layers
+
+    for layer in adapter_layers(model).values():
+        for param in layer.base_layer.parameters(recurse=False):
+            register_external_parameter(layer, param)
+
+
+def gathered(params):
+    """Context in which ZeRO-3 partitioned params hold their full values (a no-op for unpartitioned ones)."""
+    params = [p for p in params if hasattr(p, "ds_id")]
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)

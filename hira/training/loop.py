@@ -57,6 +57,8 @@ def build_engine(cfg, model, schedule: Schedule):
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.train.warmup_steps, schedule.total_steps)
     ds_config = distributed.deepspeed_config(cfg.hardware.ds_config, cfg.hardware.micro_batch_size,
                                              schedule.accumulation, cfg.train.grad_clip)
+    if ds_config["zero_optimization"].get("stage", 0) == 3:
+        distributed.register_base_weights_for_zero3(model)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
     return engine
 
@@ -89,8 +91,10 @@ def train(cfg) -> Path:
     distributed.init_distributed(cfg.hardware.device)
     if cfg.hardware.torch_threads:
         torch.set_num_threads(cfg.hardware.torch_threads)
-    run_dir, ckpt_root = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
+    run_dir = Path(distributed.broadcast_object(cfg.run_dir))  # ranks resolve ${now:} a moment apart
+    ckpt_root = run_dir / "checkpoints"
     main = distributed.is_main()
+    cfg.run_dir = str(run_dir)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     if main:
         ckpt_root.mkdir(parents=True, exist_ok=True)
@@ -128,7 +132,7 @@ def train(cfg) -> Path:
             running.append(loss.item())
         bar.update(1)
         if step % cfg.train.log_steps == 0 or step == schedule.total_steps:
-            train_loss = sum(running) / len(running)
+            train_loss = distributed.mean_across_ranks(sum(running), len(running))
             running.clear()
             bar.set_postfix(loss=f"{train_loss:.4f}")
             metrics.write("train", step=step, epoch=round(step / schedule.steps_per_epoch, 4), loss=train_loss,
