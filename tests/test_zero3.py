@@ -42,3 +42,24 @@ def test_two_rank_zero3_matches_single_process(workdir):
         for k in a:
             torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
     assert (zero3 / "checkpoints" / "step_8" / "rng_rank1.pt").is_file()
+
+
+def test_two_node_launch_on_localhost(workdir, tmp_path):
+    """Two node launchers (--no_ssh, one rank each) on 127.0.0.1 form one 2-node ZeRO-3 job."""
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
+    run_dir = tmp_path / "two_node"
+    from hira.training.distributed import free_port
+
+    port = str(free_port())
+    overrides = common_overrides(workdir) + STEPS[1:] + ["train.max_steps=4", "hardware=cpu_zero3", f"run_dir={run_dir}"]
+    nodes = [subprocess.Popen(["deepspeed", "--hostfile", str(hostfile), "--no_ssh", "--node_rank", str(rank),
+                               "--num_nodes", "2", "--num_gpus", "1", "--master_addr", "127.0.0.1", "--master_port",
+                               port, "train.py", *overrides], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=900)[0] for node in nodes]
+    assert all(node.returncode == 0 for node in nodes), outputs[0][-2000:] + outputs[1][-2000:]
+    ckpt = run_dir / "checkpoints" / "step_4"
+    assert (ckpt / "rng_rank0.pt").is_file() and (ckpt / "rng_rank1.pt").is_file()
+    assert load_file(ckpt / "adapter.safetensors")  # consolidated on node 0
+    assert [e["step"] for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "train"] == [1, 2, 3, 4]

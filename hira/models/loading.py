@@ -40,8 +40,11 @@ def load_base_model(model_cfg, device: str = "cpu"):
     path = check_model_path(model_cfg)
     if model_cfg.get("tiny") and not (path / "config.json").is_file():
         from hira.models.tiny import build_tiny_model
+        from hira.training import distributed
 
-        build_tiny_model(path, model_cfg.tiny)
+        if distributed.is_main():  # the other ranks wait for rank 0's build instead of racing it
+            build_tiny_model(path, model_cfg.tiny)
+        distributed.barrier()
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:  # Llama tokenizers ship without one
         tokenizer.pad_token = tokenizer.eos_token

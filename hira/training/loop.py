@@ -51,6 +51,8 @@ class BestSoFar:
 def build_engine(cfg, model, schedule: Schedule):
     import deepspeed
 
+    if cfg.train.gradient_checkpointing:  # recompute activations in backward; non-reentrant works with frozen inputs
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                                   betas=tuple(cfg.train.adam_betas))
@@ -147,7 +149,8 @@ def train(cfg) -> Path:
             if main and best.step == step:
                 checkpoint.mark_best(ckpt_root, step)
             metrics.write("eval", step=step, val_loss=val_loss, best_step=best.step, best_val_loss=best.val_loss)
-            bar.write(f"step {step}: val_loss {val_loss:.4f} (best {best.val_loss:.4f} at step {best.step})")
+            if main:
+                bar.write(f"step {step}: val_loss {val_loss:.4f} (best {best.val_loss:.4f} at step {best.step})")
     bar.close()
     metrics.write("end", step=schedule.total_steps, train_time_s=round(time.time() - start, 2), best_step=best.step,
                   peak_memory_gb=_peak_memory_gb())

@@ -1,0 +1,34 @@
+"""Every hardware option names a DeepSpeed config that exists, and "auto" values are filled from the Hydra config."""
+
+import json
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from hira.errors import UserError
+from hira.training.distributed import accumulation_steps, deepspeed_config
+
+HARDWARE = sorted((ROOT / "configs" / "hardware").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", HARDWARE, ids=lambda p: p.stem)
+def test_hardware_names_an_existing_ds_config(path):
+    hw = yaml.safe_load(path.read_text())
+    assert (ROOT / hw["ds_config"]).is_file() and hw["micro_batch_size"] > 0
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "ds_configs").glob("*.json")), ids=lambda p: p.stem)
+def test_auto_values_are_filled(path):
+    config = deepspeed_config(str(path), micro_batch=4, accumulation=8, grad_clip=1.0)
+    assert (config["train_micro_batch_size_per_gpu"], config["gradient_accumulation_steps"]) == (4, 8)
+    assert config["gradient_clipping"] == 1.0
+    assert "auto" not in json.dumps(config)
+    stage = config["zero_optimization"]["stage"]
+    assert str(stage) in path.stem
+
+
+def test_global_batch_split_across_ranks():
+    assert accumulation_steps(32, 4, 8) == 1 and accumulation_steps(32, 4, 2) == 4
+    with pytest.raises(UserError, match="global_batch_size=32 is not divisible"):
+        accumulation_steps(32, 6, 2)
