@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from scipy.stats import binomtest
 
@@ -92,9 +91,9 @@ def _cuda() -> bool:
 
 
 def bert_score_hint(cfg: BertScoreConfig) -> str:
-    return (f"BERTScore model {cfg.model!r} could not be loaded; download it on a machine with internet "
-            f"(`huggingface-cli download {Path(str(cfg.model)).name}` or save_pretrained to a folder) and set "
-            f"eval.bertscore.model=<folder> (num_layers={cfg.num_layers})")
+    return (f"BERTScore skipped: model {cfg.model!r} is neither a local folder nor in the HF cache; on a machine "
+            f"with internet run `huggingface-cli download roberta-large --local-dir <folder>`, copy it here and set "
+            f"eval.bertscore.model=<folder> (eval.bertscore.num_layers={cfg.num_layers})")
 
 
 def dialogue_metrics(predictions: list[str], references: list[str], bert_cfg: BertScoreConfig,
@@ -107,7 +106,7 @@ def dialogue_metrics(predictions: list[str], references: list[str], bert_cfg: Be
         messages.append(METEOR_HINT)
     try:
         scores["bert_p"], scores["bert_r"], scores["bert_f1"] = bert_score_prf(predictions, references, bert_cfg)
-    except OSError as e:  # transformers raises OSError for a model that is neither cached nor a folder
+    except (OSError, ValueError) as e:  # transformers: OSError for a model neither cached nor a folder
         log.debug("BERTScore load failed: %s", e)
         scores.update(bert_p=None, bert_r=None, bert_f1=None)
         messages.append(bert_score_hint(bert_cfg))
