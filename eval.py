@@ -1,6 +1,7 @@
 """Score a training run's checkpoints on its test sets.  Settings: configs/eval.yaml."""
 
 import hydra
+from omegaconf import OmegaConf
 
 from hira.errors import report_user_errors
 
@@ -10,8 +11,10 @@ from hira.errors import report_user_errors
 def main(cfg) -> None:
     from hira.evaluation.evaluator import evaluate_run
 
-    evaluate_run(cfg.run_dir, cfg.checkpoints, batch_size=cfg.batch_size, num_beams=cfg.num_beams,
-                 max_new_tokens=cfg.max_new_tokens, subsets=cfg.subsets, limit=cfg.limit)
+    evaluate_run(cfg.run_dir, cfg.checkpoints, watch=cfg.watch, poll_s=cfg.poll_s, watch_timeout_s=cfg.watch_timeout_s,
+                 batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
+                 subsets=cfg.subsets, limit=cfg.limit, device=cfg.device, mode=cfg.eval.mode,
+                 bertscore=OmegaConf.to_container(cfg.eval.bertscore))
 
 
 if __name__ == "__main__":

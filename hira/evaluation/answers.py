@@ -1,27 +1,93 @@
-"""Answer extraction from generated text, following the paper and LLM-Adapters: the first keyword match wins."""
+"""Answer extraction from generated text.
+
+Commonsense (paper and LLM-Adapters): the first keyword match in the response wins, case-sensitive.
+GSM8K (MetaMath): the number after the last "The answer is" (colon optional), compared numerically with the gold.
+"""
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from hira.data.commonsense import ALIASES
 
-PATTERNS = {
-    "boolq": re.compile(r"true|false"),
-    "piqa": re.compile(r"solution1|solution2"),
-    "siqa": re.compile(r"answer1|answer2|answer3|answer4|answer5"),
-    "arc_e": re.compile(r"answer1|answer2|answer3|answer4|answer5"),
-    "arc_c": re.compile(r"answer1|answer2|answer3|answer4|answer5"),
-    "obqa": re.compile(r"answer1|answer2|answer3|answer4|answer5"),
-    "hellaswag": re.compile(r"ending1|ending2|ending3|ending4"),
-    "winogrande": re.compile(r"option1|option2"),
+COMMONSENSE_LABELS = {
+    "boolq": ["true", "false"],
+    "piqa": ["solution1", "solution2"],
+    "siqa": [f"answer{i}" for i in range(1, 6)],
+    "arc_e": [f"answer{i}" for i in range(1, 6)],
+    "arc_c": [f"answer{i}" for i in range(1, 6)],
+    "obqa": [f"answer{i}" for i in range(1, 6)],
+    "hellaswag": [f"ending{i}" for i in range(1, 5)],
+    "winogrande": ["option1", "option2"],
 }
+PATTERNS = {task: re.compile("|".join(labels)) for task, labels in COMMONSENSE_LABELS.items()}
+
+GSM8K_TASKS = ("gsm8k",)
+ANSWER_IS = re.compile(r"The answer is:?")
+# An optionally signed number: 1,234 / 12.5 / .5 / 3/4, possibly after a currency sign.
+NUMBER = re.compile(r"([-+]?)\s*\$?\s*((?:\d[\d,]*)?\.?\d+(?:\s*/\s*\d[\d,]*(?:\.\d+)?)?)")
+
+
+def canonical_task(task: str) -> str:
+    return ALIASES.get(task, task)
+
+
+def extract_number(text: str) -> str | None:
+    """The number after the last "The answer is" in `text`, without commas ("1,200.5" -> "1200.5"), or None."""
+    last = None
+    for last in ANSWER_IS.finditer(text):
+        pass
+    if last is None:
+        return None
+    match = NUMBER.search(text, last.end())
+    if match is None:
+        return None
+    sign = "-" if match.group(1) == "-" else ""
+    return sign + re.sub(r"[,\s]", "", match.group(2))
+
+
+def to_fraction(number: str) -> Fraction | None:
+    """Exact value of a number string ("18", "18.0", "-3/4", "1,200"), or None if it is not one."""
+    try:
+        return Fraction(number.replace(",", "").strip())
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 def extract_answer(task: str, text: str) -> str | None:
-    """The answer label in `text` for subset `task` (LLM-Adapters names accepted), or None if none is found."""
-    task = ALIASES.get(task, task)
+    """The answer in `text` for subset `task` (LLM-Adapters names accepted), or None on a parse failure."""
+    task = canonical_task(task)
+    if task in GSM8K_TASKS:
+        return extract_number(text)
     if task not in PATTERNS:
-        raise ValueError(f"no answer extraction for task {task!r}; valid: {', '.join(PATTERNS)}")
+        raise ValueError(f"no answer extraction for task {task!r}; valid: {', '.join([*PATTERNS, *GSM8K_TASKS])}")
     match = PATTERNS[task].search(text.strip())
     return match.group(0) if match else None
+
+
+def is_correct(task: str, prediction: str | None, gold: str) -> bool:
+    """Commonsense: same label. GSM8K: same number (so "18" matches a gold "18.0" and "0.75" matches "3/4")."""
+    if prediction is None:
+        return False
+    if canonical_task(task) in GSM8K_TASKS:
+        value, gold_value = to_fraction(prediction), to_fraction(str(gold))
+        return value is not None and value == gold_value
+    return prediction == gold
+
+
+ANSWER_FORMAT = re.compile(r"Answer format: (\S+)")
+
+
+def offered_labels(task: str, record: dict) -> list[str]:
+    """The labels a commonsense question offers, from its "Answer format: a/b/c" line (all labels if absent)."""
+    labels = COMMONSENSE_LABELS[canonical_task(task)]
+    match = ANSWER_FORMAT.search(record["instruction"])
+    offered = [label for label in match.group(1).split("/") if label in labels] if match else []
+    return offered or labels
+
+
+def answer_completion(record: dict, label: str) -> str:
+    """The gold response with its answer label swapped for `label` ("the correct answer is <label>")."""
+    output, gold = record["output"], record["answer"]
+    return output.replace(gold, label) if gold and gold in output else f"the correct answer is {label}"

@@ -1,9 +1,15 @@
-"""Score a run's checkpoints on its task's test sets: predictions jsonl per subset and scores.json."""
+"""Score a run's checkpoints on its task's test sets: predictions/<ckpt>/<subset>.jsonl and scores.json.
+
+Scoring is dispatched by subset name: the eight commonsense subsets and gsm8k are scored by accuracy of the
+extracted answer (mode=generate, the paper's) or of the most likely answer option (mode=loglik, commonsense only);
+convai2 by the dialogue metrics of the paper's Table 2.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import jsonlines
@@ -12,35 +18,111 @@ from omegaconf import OmegaConf
 from hira.adapters import merge
 from hira.data.tasks import load_task, write_json_atomic
 from hira.errors import UserError
-from hira.evaluation.answers import extract_answer
-from hira.evaluation.generation import generate, prompts_for
+from hira.evaluation.answers import (COMMONSENSE_LABELS, GSM8K_TASKS, answer_completion, canonical_task,
+                                     extract_answer, is_correct, offered_labels)
+from hira.evaluation.generation import completion_logliks, generate, prompts_for
+from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
-from hira.training.checkpoint import load_adapter, select_checkpoints
+from hira.training.checkpoint import list_checkpoints, load_adapter, select_checkpoints
 
 log = logging.getLogger(__name__)
 
+DIALOGUE_TASKS = ("convai2",)
+MODES = ("generate", "loglik")
+# The paper's Table 1 column order.
+TABLE1 = {"boolq": "BoolQ", "piqa": "PIQA", "siqa": "SIQA", "arc_c": "ARC-c", "arc_e": "ARC-e", "obqa": "OBQA",
+          "hellaswag": "HellaS", "winogrande": "WinoG"}
 
-def score_subset(subset: str, records: list[dict], generations: list[str], prompts: list[str]):
-    """(per-example rows, summary) for one test subset."""
-    rows = []
-    for rec, gen, prompt in zip(records, generations, prompts):
-        pred = extract_answer(subset, gen)
-        rows.append({"prompt": prompt, "generation": gen, "prediction": pred, "gold": rec["answer"],
-                     "correct": pred == rec["answer"]})
-    n = len(rows)
-    summary = {"accuracy": sum(r["correct"] for r in rows) / n, "parse_failures": sum(r["prediction"] is None for r in rows),
-               "n": n}
+
+def subset_kind(subset: str) -> str:
+    """"choice" (commonsense), "number" (gsm8k) or "dialogue" (convai2)."""
+    subset = canonical_task(subset)
+    if subset in COMMONSENSE_LABELS:
+        return "choice"
+    if subset in GSM8K_TASKS:
+        return "number"
+    if subset in DIALOGUE_TASKS:
+        return "dialogue"
+    raise UserError(f"no scoring rule for test subset {subset!r}; valid: "
+                    f"{', '.join([*COMMONSENSE_LABELS, *GSM8K_TASKS, *DIALOGUE_TASKS])}")
+
+
+def score_answers(subset: str, records: list[dict], predictions: list, generations: list[str], prompts: list[str]):
+    """(per-example rows, accuracy summary) for a subset scored by its extracted or chosen answers."""
+    rows = [{"prompt": prompt, "generation": gen, "prediction": pred, "gold": rec["answer"],
+             "correct": is_correct(subset, pred, rec["answer"])}
+            for rec, pred, gen, prompt in zip(records, predictions, generations, prompts)]
+    summary = accuracy_summary([r["correct"] for r in rows], sum(r["prediction"] is None for r in rows))
     return rows, summary
 
 
+def score_generations(subset: str, records: list[dict], generations: list[str], prompts: list[str],
+                      bert_cfg: BertScoreConfig | None = None):
+    """(per-example rows, summary) for one test subset decoded by generation."""
+    if subset_kind(subset) == "dialogue":
+        scores, messages = dialogue_metrics(generations, [r["answer"] for r in records], bert_cfg or BertScoreConfig())
+        for message in messages:
+            print(f"warning: {message}")
+        rows = [{"prompt": p, "generation": g, "gold": r["answer"]} for r, g, p in zip(records, generations, prompts)]
+        return rows, {**scores, "n": len(rows), "messages": messages}
+    predictions = [extract_answer(subset, gen) for gen in generations]
+    return score_answers(subset, records, predictions, generations, prompts)
+
+
+def score_by_loglik(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int):
+    """Pick, per question, the offered answer whose response has the highest log-likelihood (no parse failures)."""
+    if subset_kind(subset) != "choice":
+        raise UserError(f"mode=loglik scores multiple-choice subsets only, not {subset!r}; use mode=generate")
+    options = [offered_labels(subset, rec) for rec in records]
+    pairs = [(prompt, answer_completion(rec, label)) for prompt, rec, labels in zip(prompts, records, options)
+             for label in labels]
+    logliks = iter(completion_logliks(model, tokenizer, pairs, batch_size, desc=f"{subset} loglik"))
+    predictions = []
+    for labels in options:
+        scored = [(next(logliks), label) for label in labels]
+        predictions.append(max(scored)[1])
+    generations = [answer_completion(rec, pred) for rec, pred in zip(records, predictions)]
+    return score_answers(subset, records, predictions, generations, prompts)
+
+
 def format_table(scores: dict) -> str:
-    """subset | accuracy | parse failures | n, with the macro average (the paper's "Avg.") last."""
-    lines = [f"{'subset':<12} {'accuracy':>9} {'parse fail':>10} {'n':>6}"]
+    """Accuracy subsets with CI, parse failures and n; the paper's Table 1 row; dialogue metrics (Table 2)."""
+    lines = []
+    accuracy = {s: v for s, v in scores.items() if "accuracy" in v}
+    if accuracy:
+        lines.append(f"{'subset':<12} {'accuracy':>9} {'95% CI (Wilson)':>17} {'parse fail':>10} {'n':>6}")
+        for subset, s in accuracy.items():
+            low, high = s["ci95"]
+            lines.append(f"{subset:<12} {100 * s['accuracy']:>8.2f}% {f'[{100 * low:.1f}, {100 * high:.1f}]':>17} "
+                         f"{s['parse_failures']:>10d} {s['n']:>6d}")
+        lines.append(f"{'average':<12} {100 * mean_accuracy(scores):>8.2f}%")
+        in_table1 = [s for s in TABLE1 if s in accuracy]
+        if in_table1:
+            lines.append("Table 1 row: " + " ".join(f"{TABLE1[s]:>6}" for s in in_table1) + f" {'Avg.':>6}")
+            lines.append("             " + " ".join(f"{100 * accuracy[s]['accuracy']:>6.2f}" for s in in_table1)
+                         + f" {100 * mean_accuracy({s: accuracy[s] for s in in_table1}):>6.2f}")
     for subset, s in scores.items():
-        lines.append(f"{subset:<12} {100 * s['accuracy']:>8.2f}% {s['parse_failures']:>10d} {s['n']:>6d}")
-    average = sum(s["accuracy"] for s in scores.values()) / len(scores)
-    lines.append(f"{'average':<12} {100 * average:>8.2f}%")
+        if "accuracy" not in s:
+            names = [*DIALOGUE_METRICS, "average"]
+            lines.append(f"{subset} (n={s['n']}): " + " ".join(f"{name} {fmt(s[name])}" for name in names))
     return "\n".join(lines)
+
+
+def fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def mean_accuracy(scores: dict) -> float | None:
+    accuracies = [s["accuracy"] for s in scores.values() if "accuracy" in s]
+    return sum(accuracies) / len(accuracies) if accuracies else None
+
+
+def checkpoint_average(scores: dict) -> float | None:
+    """The macro-average accuracy, or for a dialogue task its metrics' average."""
+    average = mean_accuracy(scores)
+    if average is None and len(scores) == 1:
+        average = next(iter(scores.values())).get("average")
+    return average
 
 
 def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
@@ -51,40 +133,116 @@ def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval
     scores = {}
     for subset, records in tests.items():
         prompts = prompts_for(records)
-        generations = generate(model, tokenizer, prompts, eval_cfg.num_beams, eval_cfg.max_new_tokens,
-                               eval_cfg.batch_size)
-        rows, scores[subset] = score_subset(subset, records, generations, prompts)
+        if eval_cfg.mode == "loglik":
+            rows, scores[subset] = score_by_loglik(model, tokenizer, subset, records, prompts, eval_cfg.batch_size)
+        else:
+            generations = generate(model, tokenizer, prompts, eval_cfg.num_beams, eval_cfg.max_new_tokens,
+                                   eval_cfg.batch_size, desc=f"{ckpt.name} {subset}")
+            rows, scores[subset] = score_generations(subset, records, generations, prompts,
+                                                     BertScoreConfig(**eval_cfg.bertscore))
         with jsonlines.open(out_dir / f"{subset}.jsonl", "w") as f:
             f.write_all(rows)
     return scores
 
 
-def evaluate_run(run_dir: str | Path, checkpoints: str = "best", **overrides) -> dict:
-    """Score the selected checkpoints of a finished (or running) run; returns {checkpoint: {subset: summary}}."""
-    run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise UserError(f"run_dir={run_dir} has no config.yaml; point run_dir at a folder made by train.py")
-    run_cfg = OmegaConf.load(config_file)
+def training_finished(run_dir: Path) -> bool:
+    """True once training wrote its "end" event to metrics.jsonl (a half-written last line is ignored)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return False
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("event") == "end":
+                return True
+        except json.JSONDecodeError:
+            continue
+    return False
+
+
+def watch_checkpoints(run_dir: Path, score, already_scored=(), poll_s: float = 30, timeout_s: float | None = None):
+    """Call score(ckpt) for each checkpoint as it appears; return the scored names once training has finished."""
+    scored, started = list(already_scored), time.monotonic()
+    while True:
+        finished = training_finished(run_dir)  # read before listing: the last checkpoint is saved before "end"
+        for ckpt in list_checkpoints(Path(run_dir) / "checkpoints"):
+            if ckpt.name not in scored:
+                score(ckpt)
+                scored.append(ckpt.name)
+        if finished:
+            return scored
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            raise UserError(f"watch: training in {run_dir} has not finished after {timeout_s} s "
+                            f"(no \"end\" event in metrics.jsonl); raise watch_timeout_s or check the run")
+        time.sleep(poll_s)
+
+
+def eval_settings(run_cfg, overrides: dict):
     eval_cfg = OmegaConf.create({"num_beams": run_cfg.task.num_beams, "max_new_tokens": run_cfg.task.max_new_tokens,
-                                 "batch_size": 16, "subsets": None, "limit": None})
+                                 "batch_size": 16, "subsets": None, "limit": None, "mode": "generate", "device": None,
+                                 "bertscore": {"model": "roberta-large", "num_layers": 17, "batch_size": 64}})
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
-    ckpts = select_checkpoints(run_dir / "checkpoints", checkpoints)
+    if eval_cfg.mode not in MODES:
+        raise UserError(f"mode={eval_cfg.mode}: valid modes are {', '.join(MODES)}")
+    return eval_cfg
+
+
+def wait_for_config(config_file: Path, watch: bool, poll_s: float, timeout_s: float | None) -> None:
+    started = time.monotonic()
+    while watch and not config_file.is_file():
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            break
+        time.sleep(poll_s)
+    if not config_file.is_file():
+        raise UserError(f"run_dir={config_file.parent} has no config.yaml; point run_dir at a folder made by train.py")
+
+
+def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = False, poll_s: float = 30,
+                 watch_timeout_s: float | None = None, **overrides) -> dict:
+    """Score the selected checkpoints of a run, or with watch=True every checkpoint as training writes it.
+
+    Returns scores.json's content: {checkpoint: {"subsets": {subset: summary}, "average", ...}, "best": {...}}.
+    """
+    run_dir = Path(run_dir)
+    wait_for_config(run_dir / "config.yaml", watch, poll_s, watch_timeout_s)
+    run_cfg = OmegaConf.load(run_dir / "config.yaml")
+    eval_cfg = eval_settings(run_cfg, overrides)
     tests = load_task(run_cfg.task).tests
     if eval_cfg.subsets:
         tests = {s: tests[s] for s in eval_cfg.subsets}
     if eval_cfg.limit:
         tests = {s: recs[: eval_cfg.limit] for s, recs in tests.items()}
+    for subset in tests:
+        subset_kind(subset)  # fail before any decoding on a subset we cannot score
 
     scores_file = run_dir / "scores.json"
     all_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
-    for ckpt in ckpts:
-        model, tokenizer = load_adapted_model(run_cfg, run_cfg.hardware.device)
+
+    def score(ckpt: Path) -> None:
+        model, tokenizer = load_adapted_model(run_cfg, eval_cfg.device or run_cfg.hardware.device)
         scores = evaluate_checkpoint(model, tokenizer, run_cfg, ckpt, tests, eval_cfg)
-        all_scores[ckpt.name] = {"subsets": scores, "num_beams": eval_cfg.num_beams,
-                                 "average": sum(s["accuracy"] for s in scores.values()) / len(scores)}
-        if checkpoints == "best":
-            all_scores["best"] = {"checkpoint": ckpt.name, **all_scores[ckpt.name]}
+        all_scores[ckpt.name] = {"subsets": scores, "num_beams": eval_cfg.num_beams, "mode": eval_cfg.mode,
+                                 "average": checkpoint_average(scores)}
+        mark = select_best(run_dir, all_scores) if watch else (ckpt.name if checkpoints == "best" else None)
+        if mark:
+            all_scores["best"] = {"checkpoint": mark, **all_scores[mark]}
         write_json_atomic(scores_file, all_scores)
-        print(f"\n{run_dir} [{ckpt.name}] beam={eval_cfg.num_beams}\n{format_table(scores)}")
+        print(f"\n{run_dir} [{ckpt.name}] mode={eval_cfg.mode} beam={eval_cfg.num_beams}\n{format_table(scores)}",
+              flush=True)
+
+    if watch:
+        already = [name for name in all_scores if name != "best"]
+        watch_checkpoints(run_dir, score, already, poll_s, watch_timeout_s)
+        if (mark := select_best(run_dir, all_scores)) is not None:  # the marker may have moved after the last score
+            all_scores["best"] = {"checkpoint": mark, **all_scores[mark]}
+            write_json_atomic(scores_file, all_scores)
+    else:
+        for ckpt in select_checkpoints(run_dir / "checkpoints", checkpoints):
+            score(ckpt)
     return all_scores
+
+
+def select_best(run_dir: Path, all_scores: dict) -> str | None:
+    """The checkpoint training marked best (lowest validation loss), if it has been scored."""
+    marker = run_dir / "checkpoints" / "best"
+    name = marker.read_text().strip() if marker.is_file() else None
+    return name if name in all_scores else None
