@@ -206,6 +206,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     wait_for_config(run_dir / "config.yaml", watch, poll_s, watch_timeout_s)
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
     eval_cfg = eval_settings(run_cfg, overrides)
+    chosen = [] if watch else select_checkpoints(run_dir / "checkpoints", checkpoints)  # fail before loading data
     tests = load_task(run_cfg.task).tests
     if eval_cfg.subsets:
         tests = {s: tests[s] for s in eval_cfg.subsets}
@@ -236,7 +237,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
             all_scores["best"] = {"checkpoint": mark, **all_scores[mark]}
             write_json_atomic(scores_file, all_scores)
     else:
-        for ckpt in select_checkpoints(run_dir / "checkpoints", checkpoints):
+        for ckpt in chosen:
             score(ckpt)
     return all_scores
 
