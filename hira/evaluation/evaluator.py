@@ -126,7 +126,7 @@ def checkpoint_average(scores: dict) -> float | None:
 
 
 def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
-    load_adapter(model, ckpt)
+    load_adapter(model, ckpt, run_cfg)
     merge(model)  # decode at base-model speed
     out_dir = Path(run_cfg.run_dir) / "predictions" / ckpt.name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 A checkpoint holds the trainable weights (adapter.safetensors, loadable by a single process), the DeepSpeed
 engine state (optimizer, scheduler) for exact resume, per-rank RNG states, the trainer state and the config.
+A step_<N> folder exists only once complete (rename is atomic), so a kill during a save leaves the previous
+checkpoints and the `best` marker untouched; rotation renames a folder away before deleting it for the same reason.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hira.errors import UserError
 from hira.training import distributed
 
 ADAPTER_FILE, STATE_FILE, CONFIG_FILE, BEST_FILE = "adapter.safetensors", "trainer_state.json", "config.yaml", "best"
+TMP_PREFIX, TRASH_PREFIX = ".tmp_", ".del_"
 
 
 def step_name(step: int) -> str:
@@ -31,10 +34,37 @@ def rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 
-def save_checkpoint(engine, ckpt_root: Path, step: int, trainer_state: dict, config_yaml: str) -> Path:
-    """Every rank writes its part into a temp dir; rank 0 renames it to step_<N> once all are done."""
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def checkpoint_bytes(model) -> int:
+    """Upper estimate of one checkpoint's size: adapter file + engine copy of the weights + two Adam moments."""
+    numel = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    return 4 * numel * 4 + 2**20  # fp32 (ZeRO also keeps a fp32 master copy) and 1 MiB for the small files
+
+
+def check_free_space(ckpt_root: Path, step: int, needed: int) -> None:
+    """Fail before writing anything when the disk cannot hold the checkpoint (rank 0 decides for all ranks)."""
+    free = shutil.disk_usage(ckpt_root).free if distributed.is_main() else 0
+    free = distributed.broadcast_object(free)
+    if free < needed:
+        raise UserError(f"not enough disk space to save {step_name(step)} in {ckpt_root}: needs about "
+                        f"{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free; free some space or set "
+                        f"train.keep_last=N to keep fewer checkpoints")
+
+
+def save_checkpoint(engine, ckpt_root: Path, step: int, trainer_state: dict, config_yaml: str,
+                    rank_state: dict | None = None) -> Path:
+    """Every rank writes its part into a temp dir; rank 0 renames it to step_<N> once all are done.
+
+    rank_state: this rank's own values to restore on resume (saved beside its RNG state).
+    """
     final = Path(ckpt_root) / step_name(step)
-    tmp = Path(ckpt_root) / f".tmp_{step_name(step)}"
+    tmp = Path(ckpt_root) / f"{TMP_PREFIX}{step_name(step)}"
+    check_free_space(ckpt_root, step, checkpoint_bytes(engine.module))
     if distributed.is_main():
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -43,15 +73,31 @@ def save_checkpoint(engine, ckpt_root: Path, step: int, trainer_state: dict, con
     with distributed.gathered(trainable):  # consolidated weights, loadable by a single process
         weights = {k: v.clone() for k, v in trainable_state_dict(engine.module).items()}
     engine.save_checkpoint(str(tmp), tag="engine", save_latest=False, exclude_frozen_parameters=True)
-    torch.save(rng_state(), tmp / f"rng_rank{distributed.rank()}.pt")
+    torch.save({**rng_state(), **(rank_state or {})}, tmp / f"rng_rank{distributed.rank()}.pt")
+    distributed.barrier()  # every rank's files are in tmp before it becomes visible as complete
     if distributed.is_main():
         save_file(weights, str(tmp / ADAPTER_FILE))
         (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
         (tmp / CONFIG_FILE).write_text(config_yaml)
-        shutil.rmtree(final, ignore_errors=True)
+        remove_dir(final)
         os.rename(tmp, final)
     distributed.barrier()
     return final
+
+
+def remove_dir(path: Path) -> None:
+    """Delete a checkpoint folder without ever leaving a half-deleted step_<N> that looks complete."""
+    if path.exists():
+        trash = path.with_name(TRASH_PREFIX + path.name)
+        shutil.rmtree(trash, ignore_errors=True)
+        os.rename(path, trash)
+        shutil.rmtree(trash)
+
+
+def clean_partial(ckpt_root: Path) -> None:
+    """Remove what a killed save or rotation left behind (rank 0, before training continues)."""
+    for leftover in list(Path(ckpt_root).glob(TMP_PREFIX + "*")) + list(Path(ckpt_root).glob(TRASH_PREFIX + "*")):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def mark_best(ckpt_root: Path, step: int) -> None:
@@ -59,6 +105,19 @@ def mark_best(ckpt_root: Path, step: int) -> None:
     tmp = Path(ckpt_root) / f".{BEST_FILE}.tmp"
     tmp.write_text(step_name(step) + "\n")
     os.replace(tmp, Path(ckpt_root) / BEST_FILE)
+
+
+def rotate(ckpt_root: Path, keep_last: int | None) -> list[str]:
+    """Keep the newest keep_last checkpoints and the best one; returns the names deleted (None/0: keep all)."""
+    if not keep_last:
+        return []
+    found = list_checkpoints(ckpt_root)
+    marker = Path(ckpt_root) / BEST_FILE
+    best = marker.read_text().strip() if marker.is_file() else None
+    doomed = [p for p in found[:-keep_last] if p.name != best]
+    for path in doomed:
+        remove_dir(path)
+    return [p.name for p in doomed]
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
@@ -88,5 +147,69 @@ def select_checkpoints(ckpt_root: Path, which: str) -> list[Path]:
     return found
 
 
-def load_adapter(model, ckpt: Path) -> None:
+def trainer_state(ckpt: Path) -> dict:
+    return json.loads((Path(ckpt) / STATE_FILE).read_text())
+
+
+def adapter_identity(cfg) -> dict:
+    """What a checkpoint's weights depend on: resuming or evaluating under other values cannot work."""
+    from omegaconf import OmegaConf
+
+    return {"method": cfg.method.name, "model": cfg.model.name,
+            "method_params": OmegaConf.to_container(cfg.method.get("params") or {}, resolve=True),
+            "target_modules": list(cfg.method.target_modules)}
+
+
+def check_compatible(ckpt: Path, cfg) -> None:
+    """A one-line error when ckpt was trained with another method, model, rank or targets than cfg."""
+    saved, wanted = trainer_state(ckpt), adapter_identity(cfg)
+    diffs = [f"{key}: checkpoint {saved[key]} vs config {value}" for key, value in wanted.items()
+             if key in saved and saved[key] != value]
+    if diffs:
+        raise UserError(f"{ckpt} was trained with different settings ({'; '.join(diffs)}); use the run's own "
+                        f"settings or a new run_dir")
+
+
+def load_adapter(model, ckpt: Path, cfg=None) -> None:
+    """Load a checkpoint's adapter weights, first checking it matches cfg when given."""
+    if cfg is not None:
+        check_compatible(ckpt, cfg)
     load_trainable_state_dict(model, load_file(str(Path(ckpt) / ADAPTER_FILE)))
+
+
+RESUME_MODES = ("auto", False)
+
+
+def resume_point(ckpt_root: Path, mode) -> Path | None:
+    """The checkpoint to continue from: the latest complete one for resume=auto, none for resume=false.
+
+    resume=false refuses a run_dir that already holds checkpoints rather than silently mixing two runs in it.
+    """
+    if mode not in RESUME_MODES:
+        raise UserError(f"resume={mode}: valid values are auto (continue the latest checkpoint in run_dir) "
+                        f"and false (start fresh in a new run_dir)")
+    found = list_checkpoints(ckpt_root)
+    if mode is False and found:
+        raise UserError(f"resume=false but run_dir {Path(ckpt_root).parent} already has checkpoints "
+                        f"({found[-1].name} latest); use resume=auto to continue it or pass a new run_dir=")
+    return found[-1] if found else None
+
+
+def check_world_size(ckpt: Path, world: int) -> None:
+    saved = trainer_state(ckpt).get("world_size", world)
+    if saved != world:
+        raise UserError(f"{ckpt} was written by {saved} ranks but this launch has {world}: the DeepSpeed optimizer "
+                        f"state is saved per rank, so exact resume needs {saved} ranks (or start a new run_dir)")
+
+
+def restore(engine, ckpt: Path) -> dict:
+    """Load weights, optimizer, scheduler and this rank's RNG state from ckpt.
+
+    Returns the trainer state updated with this rank's own saved values (rank_state of save_checkpoint).
+    """
+    load_path, _ = engine.load_checkpoint(str(ckpt), tag="engine", load_module_strict=False)
+    if load_path is None:
+        raise UserError(f"{ckpt}: the DeepSpeed engine state could not be loaded; start a new run_dir")
+    saved = torch.load(Path(ckpt) / f"rng_rank{distributed.rank()}.pt", weights_only=False)
+    set_rng_state(saved)
+    return {**trainer_state(ckpt), **{k: v for k, v in saved.items() if k not in ("python", "numpy", "torch")}}

@@ -17,8 +17,8 @@ from hira.data.tasks import load_task
 from hira.data.tokenize import encode_records
 from hira.errors import UserError
 from hira.models.loading import check_model_path, load_adapted_model
-from hira.training import batches, checkpoint, distributed
-from hira.training.runlog import MetricsLog
+from hira.training import batches, checkpoint, distributed, guard
+from hira.training.runlog import MetricsLog, truncate_after
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +48,31 @@ class BestSoFar:
     val_loss: float = math.inf
 
 
+def check_options(cfg) -> None:
+    """Reject bad reliability settings before any work (Hydra accepts any value)."""
+    if cfg.train.on_nonfinite not in guard.ACTIONS:
+        raise UserError(f"train.on_nonfinite={cfg.train.on_nonfinite}: valid values are {', '.join(guard.ACTIONS)}")
+    keep = cfg.train.keep_last
+    if keep is not None and (not isinstance(keep, int) or keep < 0):
+        raise UserError(f"train.keep_last={keep}: give a number of checkpoints >= 1 (or null/0 to keep all)")
+
+
 def build_engine(cfg, model, schedule: Schedule):
+    """The DeepSpeed engine and its guarded optimizer (which refuses non-finite steps)."""
     import deepspeed
 
     if cfg.train.gradient_checkpointing:  # recompute activations in backward; non-reentrant works with frozen inputs
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                  betas=tuple(cfg.train.adam_betas))
+    optimizer = guard.GuardedAdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                                   betas=tuple(cfg.train.adam_betas))
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.train.warmup_steps, schedule.total_steps)
     ds_config = distributed.deepspeed_config(cfg.hardware.ds_config, cfg.hardware.micro_batch_size,
                                              schedule.accumulation, cfg.train.grad_clip)
     if ds_config["zero_optimization"].get("stage", 0) == 3:
         distributed.register_base_weights_for_zero3(model)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
-    return engine
+    return engine, optimizer
 
 
 def to_device(batch: dict, device) -> dict:
@@ -87,9 +97,43 @@ def validation_loss(engine, encoded_val: list, collate, batch_size: int) -> floa
     return (totals[0] / totals[1]).item()
 
 
+def train_step(engine, optimizer, cfg, schedule: Schedule, step: int, train_set: list, collate) -> list[float]:
+    """One optimizer step over this rank's micro batches of global batch `step`; returns their losses."""
+    epoch, step_in_epoch = divmod(step - 1, schedule.steps_per_epoch)
+    order = batches.epoch_order(len(train_set), cfg.data_seed, epoch)
+    optimizer.begin_step()
+    losses = []
+    for ids in batches.micro_batches_for_rank(order, step_in_epoch, cfg.train.global_batch_size,
+                                              cfg.hardware.micro_batch_size, distributed.rank(),
+                                              distributed.world_size()):
+        loss = engine(**to_device(collate([train_set[i] for i in ids]), engine.device)).loss
+        optimizer.note_loss(loss)
+        engine.backward(loss)
+        engine.step()
+        losses.append(loss.item())
+    return losses
+
+
+def start_or_resume(cfg, ckpt_root: Path):
+    """The checkpoint this run continues (None for a fresh start), checked against the config on every rank."""
+    ckpt = checkpoint.resume_point(ckpt_root, cfg.resume)
+    if ckpt is not None:
+        checkpoint.check_compatible(ckpt, cfg)
+        checkpoint.check_world_size(ckpt, distributed.world_size())
+        if distributed.is_main():  # a kill during a save or rotation leaves temp folders; redone events go too
+            checkpoint.clean_partial(ckpt_root)
+            truncate_after(ckpt_root.parent / "metrics.jsonl", checkpoint.trainer_state(ckpt)["step"])
+    distributed.barrier()
+    return ckpt
+
+
 def train(cfg) -> Path:
-    """Fine-tune cfg.method on cfg.task; returns the run directory (checkpoints, metrics.jsonl, config.yaml)."""
+    """Fine-tune cfg.method on cfg.task; returns the run directory (checkpoints, metrics.jsonl, config.yaml).
+
+    With resume=auto an existing run_dir is continued from its latest checkpoint exactly as if never stopped.
+    """
     check_model_path(cfg.model)  # a missing 8B folder fails here, before any data work
+    check_options(cfg)
     distributed.init_distributed(cfg.hardware.device)
     if cfg.hardware.torch_threads:
         torch.set_num_threads(cfg.hardware.torch_threads)
@@ -97,6 +141,7 @@ def train(cfg) -> Path:
     ckpt_root = run_dir / "checkpoints"
     main = distributed.is_main()
     cfg.run_dir = str(run_dir)
+    resume_from = start_or_resume(cfg, ckpt_root)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     if main:
         ckpt_root.mkdir(parents=True, exist_ok=True)
@@ -113,41 +158,53 @@ def train(cfg) -> Path:
              cfg.method.name, cfg.model.name, cfg.task.name, len(train_set), n_trunc, cfg.task.cutoff_len,
              len(val_set), schedule.total_steps, n_trainable, 100 * n_trainable / n_total)
 
-    engine = build_engine(cfg, model, schedule)
+    engine, optimizer = build_engine(cfg, model, schedule)
     collate = batches.make_collator(tokenizer)
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)
-    metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
-                  train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc)
-    best = BestSoFar()
+    best, first_step, running, last_good = BestSoFar(), 1, [], None
+    if resume_from is None:
+        metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
+                      train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc,
+                      seed=cfg.seed, data_seed=cfg.data_seed)
+    else:
+        state = checkpoint.restore(engine, resume_from)
+        best, first_step = BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1
+        running, last_good = state["running"], resume_from.name
+        metrics.write("resume", step=state["step"], checkpoint=resume_from.name, total_steps=schedule.total_steps)
+        log.info("resuming %s from %s", run_dir, resume_from.name)
     engine.train()
-    bar = tqdm(total=schedule.total_steps, desc="train", disable=not main, dynamic_ncols=True)
-    start, running = time.time(), []
-    for step in range(1, schedule.total_steps + 1):
-        epoch, step_in_epoch = divmod(step - 1, schedule.steps_per_epoch)
-        order = batches.epoch_order(len(train_set), cfg.data_seed, epoch)
-        for ids in batches.micro_batches_for_rank(order, step_in_epoch, cfg.train.global_batch_size,
-                                                  cfg.hardware.micro_batch_size, distributed.rank(),
-                                                  distributed.world_size()):
-            loss = engine(**to_device(collate([train_set[i] for i in ids]), engine.device)).loss
-            engine.backward(loss)
-            engine.step()
-            running.append(loss.item())
+    bar = tqdm(total=schedule.total_steps, initial=first_step - 1, desc="train", disable=not main, dynamic_ncols=True)
+    start = time.time()
+    for step in range(first_step, schedule.total_steps + 1):
+        losses = train_step(engine, optimizer, cfg, schedule, step, train_set, collate)
+        if optimizer.skipped:  # the guard kept this step's update out of the weights
+            metrics.write("nonfinite", step=step, loss=_mean_or_none(losses), action=cfg.train.on_nonfinite)
+            if cfg.train.on_nonfinite == "stop":
+                bar.close()
+                raise guard.NonFiniteError(guard.nonfinite_message(step, last_good, run_dir))
+        else:
+            running.extend(losses)
         bar.update(1)
         if step % cfg.train.log_steps == 0 or step == schedule.total_steps:
-            train_loss = distributed.mean_across_ranks(sum(running), len(running))
+            train_loss = distributed.mean_across_ranks(sum(running), len(running)) if running else None
             running.clear()
-            bar.set_postfix(loss=f"{train_loss:.4f}")
+            bar.set_postfix(loss=f"{train_loss:.4f}" if train_loss is not None else "skipped")
             metrics.write("train", step=step, epoch=round(step / schedule.steps_per_epoch, 4), loss=train_loss,
                           lr=engine.get_lr()[0], grad_norm=_float(engine.get_global_grad_norm()))
         if step % cfg.train.eval_steps == 0 or step == schedule.total_steps:
             val_loss = validation_loss(engine, val_set, collate, cfg.train.eval_batch_size)
             if val_loss < best.val_loss:
                 best = BestSoFar(step, val_loss)
-            state = {"step": step, "epoch": epoch, "val_loss": val_loss, "best_step": best.step,
-                     "best_val_loss": best.val_loss, "method": cfg.method.name, "model": cfg.model.name}
-            checkpoint.save_checkpoint(engine, ckpt_root, step, state, config_yaml)
-            if main and best.step == step:
-                checkpoint.mark_best(ckpt_root, step)
+            epoch, step_in_epoch = divmod(step, schedule.steps_per_epoch)  # where the next step's batch comes from
+            state = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
+                     "best_step": best.step, "best_val_loss": best.val_loss, "world_size": distributed.world_size(),
+                     "seed": cfg.seed, "data_seed": cfg.data_seed, **checkpoint.adapter_identity(cfg)}
+            checkpoint.save_checkpoint(engine, ckpt_root, step, state, config_yaml, rank_state={"running": running})
+            last_good = checkpoint.step_name(step)
+            if main:
+                if best.step == step:
+                    checkpoint.mark_best(ckpt_root, step)
+                checkpoint.rotate(ckpt_root, cfg.train.keep_last)
             metrics.write("eval", step=step, val_loss=val_loss, best_step=best.step, best_val_loss=best.val_loss)
             if main:
                 bar.write(f"step {step}: val_loss {val_loss:.4f} (best {best.val_loss:.4f} at step {best.step})")
@@ -155,6 +212,10 @@ def train(cfg) -> Path:
     metrics.write("end", step=schedule.total_steps, train_time_s=round(time.time() - start, 2), best_step=best.step,
                   peak_memory_gb=_peak_memory_gb())
     return run_dir
+
+
+def _mean_or_none(values: list[float]):
+    return sum(values) / len(values) if values else None
 
 
 def _float(x):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +20,25 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
+def parse_lines(text: str) -> list[dict]:
+    """Events of a metrics file; a line half-written when the process was killed is skipped."""
+    events = []
+    for line in text.splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
 def read_metrics(path: Path) -> list[dict]:
     path = Path(path)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return parse_lines(path.read_text()) if path.is_file() else []
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Drop the events a resumed run will redo (those after `step`, and any "end"), replacing the file atomically."""
+    kept = [e for e in read_metrics(path) if e.get("step", 0) <= step and e["event"] != "end"]
+    tmp = Path(path).with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
+    os.replace(tmp, path)
