@@ -45,8 +45,8 @@ class GuardedAdamW(torch.optim.AdamW):
                    if p.grad is not None)
 
 
-def nonfinite_message(step: int, last_good: str | None, run_dir) -> str:
+def nonfinite_error(step: int, what: str, last_good: str | None, run_dir) -> NonFiniteError:
     where = (f"the last good checkpoint is {last_good} (rerun with run_dir={run_dir} to resume from it)"
              if last_good else "no checkpoint was saved yet")
-    return (f"step {step}: non-finite loss or gradient norm, training stopped; {where}; lower the learning rate "
-            f"(method.lr) or set train.on_nonfinite=skip to drop such steps")
+    return NonFiniteError(f"step {step}: non-finite {what}, training stopped; {where}; lower the learning rate "
+                          f"(method.lr) or set train.on_nonfinite=skip to drop such steps")

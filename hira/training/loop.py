@@ -88,8 +88,10 @@ def validation_loss(engine, encoded_val: list, collate, batch_size: int) -> floa
     shards = [encoded_val[i:i + batch_size] for i in range(0, len(encoded_val), batch_size)]
     for shard in shards[rank::world]:
         batch = to_device(collate(shard), engine.device)
-        n_tokens = (batch["labels"][:, 1:] != -100).sum()
-        totals += torch.tensor([engine(**batch).loss.item() * n_tokens.item(), n_tokens.item()], dtype=torch.float64)
+        n_tokens = (batch["labels"][:, 1:] != -100).sum().item()
+        loss = engine(**batch).loss.item()  # every rank runs every forward: ZeRO-3 gathers weights collectively
+        if n_tokens:  # a batch whose responses were all truncated away has loss 0/0
+            totals += torch.tensor([loss * n_tokens, n_tokens], dtype=torch.float64)
     if world > 1:
         totals = totals.to(engine.device)
         torch.distributed.all_reduce(totals)
@@ -181,7 +183,7 @@ def train(cfg) -> Path:
             metrics.write("nonfinite", step=step, loss=_mean_or_none(losses), action=cfg.train.on_nonfinite)
             if cfg.train.on_nonfinite == "stop":
                 bar.close()
-                raise guard.NonFiniteError(guard.nonfinite_message(step, last_good, run_dir))
+                raise guard.nonfinite_error(step, "loss or gradient norm", last_good, run_dir)
         else:
             running.extend(losses)
         bar.update(1)
@@ -193,6 +195,10 @@ def train(cfg) -> Path:
                           lr=engine.get_lr()[0], grad_norm=_float(engine.get_global_grad_norm()))
         if step % cfg.train.eval_steps == 0 or step == schedule.total_steps:
             val_loss = validation_loss(engine, val_set, collate, cfg.train.eval_batch_size)
+            if not math.isfinite(val_loss):  # the weights themselves broke: no skipping past that, keep the last good
+                metrics.write("nonfinite", step=step, val_loss=val_loss, action="stop")
+                bar.close()
+                raise guard.nonfinite_error(step, "validation loss", last_good, run_dir)
             if val_loss < best.val_loss:
                 best = BestSoFar(step, val_loss)
             epoch, step_in_epoch = divmod(step, schedule.steps_per_epoch)  # where the next step's batch comes from
