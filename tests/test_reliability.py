@@ -22,8 +22,10 @@ SHORT = ["train.log_steps=1", "evaluate_after_training=false"]
 
 
 def config(workdir, *overrides):
+    """The training config as train.py composes it; workdir=None: the defaults, without the test tiny settings."""
+    base = common_overrides(workdir) + SHORT if workdir else []
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", common_overrides(workdir) + SHORT + list(overrides))
+        return compose("train", base + list(overrides))
 
 
 @pytest.fixture
@@ -150,3 +152,80 @@ def test_nonfinite_skip_drops_the_step(train_here, tmp_path, monkeypatch):
     assert train[2]["lr"] == train[1]["lr"] < train[3]["lr"]  # the dropped step did not advance the schedule either
     weights = load_file(run / "checkpoints" / "step_3" / checkpoint.ADAPTER_FILE)
     assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+# --- one-line errors for bad input ------------------------------------------------------------------------------
+
+def test_unknown_group_choice_lists_the_valid_ones():
+    from hira.cli import check_group_choices
+
+    check_group_choices(["method=hira", "model=tiny", "train.lr=1", "hydra.run.dir=x"])
+    for group, valid in {"method": "hira", "model": "llama2_7b, llama3_8b, tiny", "task": "commonsense, synthetic",
+                         "hardware": "a100_zero3, cpu, cpu_zero3, gpu"}.items():
+        with pytest.raises(UserError, match=f"^unknown {group} 'nope'; valid: {valid}"):
+            check_group_choices([f"{group}=nope"])
+    with pytest.raises(UserError, match="unknown method 'nope'"):  # a multirun sweep list
+        check_group_choices(["method=hira,nope"])
+
+
+def test_unknown_method_on_the_command_line_is_one_line():
+    proc = subprocess.run([sys.executable, "train.py", "method=hirra"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "error: unknown method 'hirra'; valid: hira (configs/method/*.yaml)\n"
+
+
+def test_bad_targets_and_ranks(llama):
+    from hira.adapters import apply
+
+    with pytest.raises(UserError, match=r"target_modules: o_prj not in the model; its linear layers are .*q_proj"):
+        apply(llama, "hira", ["q_proj", "o_prj"], r=2)
+    for r in (0, -1, 17):  # the tiny Llama's k_proj is 16×32
+        with pytest.raises(UserError, match=rf"method.r={r} must be in 1..16 for a 16×32 layer"):
+            apply(llama, "hira", ["k_proj"], r=r)
+
+
+def test_batch_that_does_not_split_across_ranks():
+    from hira.training.distributed import accumulation_steps
+
+    assert accumulation_steps(32, 4, 2) == 4
+    with pytest.raises(UserError, match=r"global_batch_size=16 is not divisible by hardware.micro_batch_size=4 × 3 ranks"):
+        accumulation_steps(16, 4, 3)
+
+
+def test_bad_reliability_options(workdir):
+    from hira.training.loop import check_options
+
+    with pytest.raises(UserError, match="train.on_nonfinite=ignore: valid values are stop, skip"):
+        check_options(config(workdir, "train.on_nonfinite=ignore"))
+    with pytest.raises(UserError, match="train.keep_last=-1"):
+        check_options(config(workdir, "train.keep_last=-1"))
+
+
+def test_missing_and_malformed_data(tmp_path):
+    from hira.data.tasks import load_task
+
+    task = config(None, "task=commonsense", f"task.data_dir={tmp_path}").task
+    with pytest.raises(UserError, match=rf"data file {tmp_path}/commonsense_170k.json not found; "
+                                        r"run `python scripts/prepare_data.py commonsense"):
+        load_task(task)
+    (tmp_path / "commonsense_170k.json").write_text('[{"instruction": "a", "input": "", "output": "b"},\n oops]')
+    with pytest.raises(UserError, match=r"commonsense_170k.json: invalid JSON at line 2"):
+        load_task(task)
+    good = {"instruction": "a", "input": "", "output": "b", "answer": "b"}
+    (tmp_path / "commonsense_170k.json").write_text(json.dumps([good, good, {"instruction": "x"}]))
+    with pytest.raises(UserError, match=r"commonsense_170k.json: record 2 lacks key\(s\) input, output, answer"):
+        load_task(task)
+
+
+def test_checkpoint_from_another_method_or_model(workdir, tmp_path):
+    cfg = config(workdir)
+    ckpt = tmp_path / "step_4"
+    ckpt.mkdir()
+    state = {"step": 4, **checkpoint.adapter_identity(cfg)}
+    (ckpt / checkpoint.STATE_FILE).write_text(json.dumps(state))
+    checkpoint.check_compatible(ckpt, cfg)
+    (ckpt / checkpoint.STATE_FILE).write_text(json.dumps({**state, "method": "lora", "model": "llama3_8b"}))
+    with pytest.raises(UserError, match=rf"^{ckpt} was trained with different settings \(method: checkpoint lora vs "
+                                        r"config hira; model: checkpoint llama3_8b vs config tiny\)"):
+        checkpoint.check_compatible(ckpt, cfg)
