@@ -113,18 +113,24 @@ def train(cfg) -> Path:
              cfg.method.name, cfg.model.name, cfg.task.name, len(train_set), n_trunc, cfg.task.cutoff_len,
              len(val_set), schedule.total_steps, n_trainable, 100 * n_trainable / n_total)
 
+    lengths = tuple(len(e["input_ids"]) for e in train_set)
+    grouping = (lengths if cfg.data.group_by_length else None, cfg.train.global_batch_size, cfg.data.mega_batch)
+    padding = batches.padding_fraction(batches.epoch_order(len(train_set), cfg.data_seed, 0, *grouping), lengths,
+                                       cfg.train.global_batch_size, cfg.hardware.micro_batch_size)
+    log.info("padding: %.1f%% of training tokens (data.group_by_length=%s)", 100 * padding, cfg.data.group_by_length)
     engine = build_engine(cfg, model, schedule)
     collate = batches.make_collator(tokenizer)
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)
     metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
-                  train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc)
+                  train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc,
+                  padding_fraction=round(padding, 4))
     best = BestSoFar()
     engine.train()
     bar = tqdm(total=schedule.total_steps, desc="train", disable=not main, dynamic_ncols=True)
     start, running = time.time(), []
     for step in range(1, schedule.total_steps + 1):
         epoch, step_in_epoch = divmod(step - 1, schedule.steps_per_epoch)
-        order = batches.epoch_order(len(train_set), cfg.data_seed, epoch)
+        order = batches.epoch_order(len(train_set), cfg.data_seed, epoch, *grouping)
         for ids in batches.micro_batches_for_rank(order, step_in_epoch, cfg.train.global_batch_size,
                                                   cfg.hardware.micro_batch_size, distributed.rank(),
                                                   distributed.world_size()):
