@@ -4,10 +4,10 @@
     python scripts/bench_adapters.py --tokens 2048 --batch 4 --seq 512 --hidden 2048 --inter 5632
     python scripts/bench_adapters.py --device cuda          # bf16 base weights, Llama-3-8B-sized token counts
 
-One run measures, per method, the time of a training step (forward + backward + AdamW step, median of --reps
-after --warmup) and its peak memory, for (a) single linear layers of Llama-3-8B shapes and (b) a whole small
+One run measures, per method, the time of a training step (forward + backward + AdamW step) and its peak memory, for (a) single linear layers of Llama-3-8B shapes and (b) a whole small
 Llama; then merged-HiRA decoding throughput against the base model, and training tokens/s with and without
-length-grouped batching. Peak memory on CUDA is torch.cuda.max_memory_allocated; on CPU it is the largest total
+length-grouped batching. Step times are the best of --reps after --warmup, with the methods taking turns, so
+that load from other processes hits all of them alike (min, not mean: such noise only ever adds). Peak memory on CUDA is torch.cuda.max_memory_allocated; on CPU it is the largest total
 of live tensor bytes in torch's profiler memory timeline of one extra step (weights, optimizer state, grads,
 activations and temporaries; the allocator's own caching is not counted). Timings taken on a shared machine
 are noisy: compare ratios within one run.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -117,18 +116,24 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str, warmup: int, reps: int) -> float:
-    """Median seconds of fn() over reps calls after warmup calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
+def seconds(fn, device: str) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def best_of_turns(fns: dict, device: str, warmup: int, reps: int) -> dict[str, float]:
+    """name -> fastest of reps timed calls, the fns taking turns after warmup calls each."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(reps):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            times[name].append(seconds(fn, device))
+    return {name: min(t) for name, t in times.items()}
 
 
 def peak_bytes(fn, device: str) -> int:
@@ -166,16 +171,19 @@ def train_step(model, loss_fn):
 
 
 def measure_methods(build, loss_fn, args) -> dict[str, tuple[float, int]]:
-    """method -> (median step seconds, peak bytes); each method gets a fresh model from build()."""
-    results = {}
-    for method in METHODS:
-        model = with_method(build(), method, targets=build.targets, args=args)
-        step = train_step(model, loss_fn)
-        seconds = timed(step, args.device, args.warmup, args.reps)  # warmup also creates the AdamW state
-        results[method] = (seconds, peak_bytes(step, args.device))
-        del model, step
+    """method -> (best step seconds, peak bytes); each method gets a fresh model from build()."""
+    peaks = {}
+    for method in METHODS:  # memory: one method at a time, so nothing else is resident
+        step = train_step(with_method(build(), method, build.targets, args), loss_fn)
+        step()  # the AdamW state exists before measuring
+        peaks[method] = peak_bytes(step, args.device)
+        del step
         release(args.device)
-    return results
+    steps = {method: train_step(with_method(build(), method, build.targets, args), loss_fn) for method in METHODS}
+    times = best_of_turns(steps, args.device, max(1, args.warmup), args.reps)
+    del steps
+    release(args.device)
+    return {method: (times[method], peaks[method]) for method in METHODS}
 
 
 def single_linear_results(args, in_features: int, out_features: int):
@@ -222,17 +230,9 @@ def decoding_results(args) -> list[tuple[str, float]]:
                            do_sample=False, pad_token_id=0)
 
     variants = {"base model": base, "hira merged": merged, "hira unmerged (fused op)": unmerged}
-    times = {name: [] for name in variants}
-    for name, model in variants.items():
-        generate(model)  # warm up
-    for _ in range(max(3, args.reps)):
-        for name, model in variants.items():
-            sync(args.device)
-            start = time.perf_counter()
-            generate(model)
-            sync(args.device)
-            times[name].append(time.perf_counter() - start)
-    return [(name, n / statistics.median(t)) for name, t in times.items()]
+    times = best_of_turns({name: lambda m=model: generate(m) for name, model in variants.items()}, args.device,
+                          1, max(3, args.reps))
+    return [(name, n / t) for name, t in times.items()]
 
 
 def grouping_results(args) -> list[tuple[str, float, float]]:
@@ -258,13 +258,11 @@ def grouping_results(args) -> list[tuple[str, float, float]]:
 
     orders = {name: batches.epoch_order(n, 0, 0, grouped, global_batch)
               for name, grouped in (("random order", None), ("grouped by length", tuple(lengths)))}
-    seconds = {name: [] for name in orders}
-    for _ in range(2):  # alternate, and keep each one's faster epoch (the first one also warms up)
-        for name, order in orders.items():
-            seconds[name].append(timed(lambda: epoch(order), args.device, 0, 1))
+    # two turns each, the first also warming up: an epoch is long enough that a separate warmup would double it
+    times = best_of_turns({name: lambda o=order: epoch(o) for name, order in orders.items()}, args.device, 0, 2)
     n_trained = batches.steps_per_epoch(n, global_batch) * global_batch
     return [(name, batches.padding_fraction(order, lengths, global_batch, micro),
-             sum(lengths[i] for i in order[:n_trained]) / min(seconds[name])) for name, order in orders.items()]
+             sum(lengths[i] for i in order[:n_trained]) / times[name]) for name, order in orders.items()]
 
 
 # ---------------------------------------------------------------- reporting
