@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 import torch
 
 from hira.adapters import adapter_layers, apply
@@ -13,8 +14,9 @@ def adapter_grads(model, ids):
     return {n: layer.hira_A.grad.clone() for n, layer in adapter_layers(model).items()}
 
 
-def test_checkpointed_grads_equal_plain(llama):
-    model = apply(llama, "hira", ["q_proj", "v_proj", "down_proj"], r=4)
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_checkpointed_grads_equal_plain(llama, fused):
+    model = apply(llama, "hira", ["q_proj", "v_proj", "down_proj"], r=4, fused=fused)
     for layer in adapter_layers(model).values():
         layer.hira_B.data.normal_()
     checkpointed = copy.deepcopy(model)

@@ -26,12 +26,14 @@ def randomize_adapters(ours, theirs):
             peft_params[f"base_model.model.{name}.hira_{ab}.default"].data.copy_(value)
 
 
-def test_matches_peft_outputs_and_gradients(llama):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_matches_peft_outputs_and_gradients(llama, fused):
     ids = tokens()
     with torch.no_grad():
         base_logits = llama(ids).logits
     theirs = get_peft_model(copy.deepcopy(llama), HiraConfig(r=4, target_modules=TARGETS))
-    ours = apply(llama, "hira", TARGETS, r=4)
+    ours = apply(llama, "hira", TARGETS, r=4, fused=fused, fused_chunk_elems=100)  # several blocks per layer
+    assert all(layer.fused == fused for layer in adapter_layers(ours).values())
     randomize_adapters(ours, theirs)
     out_ours, out_theirs = ours(ids, labels=ids), theirs(input_ids=ids, labels=ids)
     torch.testing.assert_close(out_ours.logits, out_theirs.logits, atol=1e-5, rtol=1e-5)

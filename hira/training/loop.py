@@ -99,10 +99,13 @@ def validation_loss(engine, encoded_val: list, collate, batch_size: int) -> floa
     return (totals[0] / totals[1]).item()
 
 
-def train_step(engine, optimizer, cfg, schedule: Schedule, step: int, train_set: list, collate) -> list[float]:
-    """One optimizer step over this rank's micro batches of global batch `step`; returns their losses."""
+def train_step(engine, optimizer, cfg, schedule: Schedule, step: int, train_set: list, collate,
+               grouping: tuple) -> list[float]:
+    """One optimizer step over this rank's micro batches of global batch `step`; returns their losses.
+
+    `grouping` is epoch_order's (lengths or None, global batch, mega batch) for length-grouped batching."""
     epoch, step_in_epoch = divmod(step - 1, schedule.steps_per_epoch)
-    order = batches.epoch_order(len(train_set), cfg.data_seed, epoch)
+    order = batches.epoch_order(len(train_set), cfg.data_seed, epoch, *grouping)
     optimizer.begin_step()
     losses = []
     for ids in batches.micro_batches_for_rank(order, step_in_epoch, cfg.train.global_batch_size,
@@ -114,6 +117,16 @@ def train_step(engine, optimizer, cfg, schedule: Schedule, step: int, train_set:
         engine.step()
         losses.append(loss.item())
     return losses
+
+
+def batch_grouping(cfg, train_set: list) -> tuple[tuple, float]:
+    """epoch_order's grouping arguments (data.group_by_length) and the padding share they give in epoch 0."""
+    lengths = tuple(len(e["input_ids"]) for e in train_set)
+    grouping = (lengths if cfg.data.group_by_length else None, cfg.train.global_batch_size, cfg.data.mega_batch)
+    padding = batches.padding_fraction(batches.epoch_order(len(train_set), cfg.data_seed, 0, *grouping), lengths,
+                                       cfg.train.global_batch_size, cfg.hardware.micro_batch_size)
+    log.info("padding: %.1f%% of training tokens (data.group_by_length=%s)", 100 * padding, cfg.data.group_by_length)
+    return grouping, padding
 
 
 def start_or_resume(cfg, ckpt_root: Path):
@@ -160,6 +173,7 @@ def train(cfg) -> Path:
              cfg.method.name, cfg.model.name, cfg.task.name, len(train_set), n_trunc, cfg.task.cutoff_len,
              len(val_set), schedule.total_steps, n_trainable, 100 * n_trainable / n_total)
 
+    grouping, padding = batch_grouping(cfg, train_set)
     engine, optimizer = build_engine(cfg, model, schedule)
     collate = batches.make_collator(tokenizer)
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)
@@ -167,7 +181,7 @@ def train(cfg) -> Path:
     if resume_from is None:
         metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
                       train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc,
-                      seed=cfg.seed, data_seed=cfg.data_seed)
+                      seed=cfg.seed, data_seed=cfg.data_seed, padding_fraction=round(padding, 4))
     else:
         state = checkpoint.restore(engine, resume_from)
         best, first_step = BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1
@@ -178,7 +192,7 @@ def train(cfg) -> Path:
     bar = tqdm(total=schedule.total_steps, initial=first_step - 1, desc="train", disable=not main, dynamic_ncols=True)
     start = time.time()
     for step in range(first_step, schedule.total_steps + 1):
-        losses = train_step(engine, optimizer, cfg, schedule, step, train_set, collate)
+        losses = train_step(engine, optimizer, cfg, schedule, step, train_set, collate, grouping)
         if optimizer.skipped:  # the guard kept this step's update out of the weights
             metrics.write("nonfinite", step=step, loss=_mean_or_none(losses), action=cfg.train.on_nonfinite)
             if cfg.train.on_nonfinite == "stop":
