@@ -30,6 +30,8 @@ def canonical_subset(name: str) -> str:
 
 def split_train_val(records: list, val_size: int, seed: int) -> tuple[list, list]:
     """The authors' split: random.seed(seed); random.shuffle(records); the last val_size are validation."""
+    if val_size < 1:
+        raise DataError(f"task.val_size={val_size}: the validation loss needs at least 1 held-out example")
     if val_size >= len(records):
         raise DataError(f"val_size={val_size} leaves no training data out of {len(records)} records")
     shuffled = list(records)

@@ -45,10 +45,10 @@ def find_commonsense_sources(srcs: list) -> tuple[Path, dict]:
 def prepare_commonsense(srcs: list, dest: Path, val_size: int = 120, seed: int = 58) -> list[str]:
     train_path, test_paths = find_commonsense_sources(srcs)
     records = load_records(train_path, "commonsense", "check the downloaded file")
-    train, val = commonsense.split_train_val(records, val_size, seed)
     write_json_atomic(Path(dest) / COMMONSENSE_TRAIN, records)  # split at load time, so val_size stays a setting
-    lines = [f"{COMMONSENSE_TRAIN}: {count(len(records), 'records')} -> {len(train):,} train / {len(val):,} "
-             f"validation (random.seed({seed}), shuffle, last {val_size})"]
+    split = (f"{len(records) - val_size:,} train / {val_size} validation (random.seed({seed}), shuffle, last {val_size})"
+             if len(records) > val_size else f"fewer than task.val_size={val_size}: lower it to train on this file")
+    lines = [f"{COMMONSENSE_TRAIN}: {count(len(records), 'records')} -> {split}"]
     for subset, path in test_paths.items():
         tests = load_records(path, "commonsense", "check the downloaded file")
         write_json_atomic(commonsense.test_file(dest, subset), tests)
