@@ -240,3 +240,12 @@ def test_tiny_tokenizer_keeps_the_answer_phrase_for_the_gsm8k_scorer(tiny_tokeni
     ids = tiny_tokenizer("in 4 days it eats 6 * 4 = 24 grass .\nThe answer is: 24")["input_ids"]
     decoded = tiny_tokenizer.decode(ids, skip_special_tokens=True)
     assert extract_answer("gsm8k", decoded) == "24"
+
+
+@pytest.mark.parametrize("name, fmt, epochs, cutoff, max_new", [("commonsense", "commonsense", 3, 256, 32),
+                                                               ("metamath", "gsm8k", 2, 512, 256),
+                                                               ("convai2", "convai2", 1, 512, 64)])
+def test_task_configs_carry_the_paper_settings(name, fmt, epochs, cutoff, max_new):
+    cfg = task_cfg(name)
+    assert (cfg.format, cfg.epochs, cfg.cutoff_len, cfg.max_new_tokens) == (fmt, epochs, cutoff, max_new)
+    assert cfg.data_dir == f"data/{name}" and cfg.loss_on == "response" and cfg.split_seed == 58
