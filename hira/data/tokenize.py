@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -90,11 +91,12 @@ def build_cache(tokenizer, data, task_cfg, path: Path) -> None:
                       remove_columns=ds.column_names, desc=desc)
 
     splits = DatasetDict({"train": encode(data.train, "tokenize train"), "val": encode(data.val, "tokenize val")})
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     splits.save_to_disk(str(tmp))
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    try:
+        tmp.rename(path)
+    except OSError:  # another process finished the same cache first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def truncation_summary(train) -> tuple[int, str]:
@@ -115,12 +117,13 @@ def tokenized_splits(tokenizer, data, task_cfg):
 
     check_loss_on(task_cfg.loss_on)
     path = cache_dir(task_cfg, cache_key(tokenizer, data.train_file, task_cfg))
-    if (path / "dataset_dict.json").is_file():
-        log.info("tokenized data loaded from cache %s", path)
-    elif distributed.is_main():
+    cached = (path / "dataset_dict.json").is_file()
+    if not cached and distributed.is_main():
         build_cache(tokenizer, data, task_cfg, path)
-        log.info("tokenized data cached in %s", path)
     distributed.barrier()
+    if not (path / "dataset_dict.json").is_file():  # a node that does not share rank 0's disk builds its own
+        build_cache(tokenizer, data, task_cfg, path)
+    log.info("tokenized data %s %s", "loaded from cache" if cached else "cached in", path)
     splits = load_from_disk(str(path))
     n_truncated, summary = truncation_summary(splits["train"])
     log.info("cutoff_len=%d: %s", task_cfg.cutoff_len, summary)
