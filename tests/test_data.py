@@ -8,6 +8,7 @@ import sys
 import pytest
 from conftest import ROOT
 from omegaconf import OmegaConf
+from transformers import AutoTokenizer
 
 from hira.data import commonsense, convai2, metamath, prepare, synthetic
 from hira.data.records import DataError
@@ -236,9 +237,12 @@ def test_synthetic_stand_ins_use_the_real_formats(tmp_path, tiny_tokenizer, name
         assert tiny_tokenizer.unk_token_id not in ids, rec
 
 
-def test_tiny_tokenizer_keeps_the_answer_phrase_for_the_gsm8k_scorer(tiny_tokenizer):
-    ids = tiny_tokenizer("in 4 days it eats 6 * 4 = 24 grass .\nThe answer is: 24")["input_ids"]
-    decoded = tiny_tokenizer.decode(ids, skip_special_tokens=True)
+def test_tiny_tokenizer_keeps_the_answer_phrase_for_the_gsm8k_scorer(tiny_tokenizer, tmp_path):
+    tiny_tokenizer.save_pretrained(tmp_path)  # as the tiny model's folder holds it
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    ids = tok("in 4 days it eats 6 * 4 = 24 grass .\nThe answer is: 24")["input_ids"]
+    decoded = tok.decode(ids, skip_special_tokens=True)
+    assert decoded == "in 4 days it eats 6 * 4 = 24 grass . The answer is: 24"
     assert extract_answer("gsm8k", decoded) == "24"
 
 
