@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
-from hira.errors import UserError
+from hira.data.records import DataError, load_records, write_json_atomic  # noqa: F401 (re-exported)
 
 SUBSETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
 # LLM-Adapters' folder names for the subsets whose canonical name here differs.
 ALIASES = {"social_i_qa": "siqa", "ARC-Easy": "arc_e", "ARC-Challenge": "arc_c", "openbookqa": "obqa"}
 FOLDERS = {v: k for k, v in ALIASES.items()}
-REQUIRED_KEYS = ("instruction", "input", "output", "answer")
+TEST_SUBSETS = SUBSETS
+TRAIN_FILE = "commonsense_170k.json"
 
 
-class DataError(UserError):
-    """Bad or missing data, with a message that says which file and what to do."""
+def prepare_hint(kind: str) -> str:
+    return ("run `python scripts/prepare_data.py commonsense --src <LLM-Adapters folder with ft-training_set/ and "
+            "dataset/>`")
 
 
 def canonical_subset(name: str) -> str:
@@ -27,31 +28,14 @@ def canonical_subset(name: str) -> str:
     return name
 
 
-def load_records(path: Path, task: str, prepare_hint: str) -> list[dict]:
-    """A JSON list of LLM-Adapters records, each checked for the four keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"task {task}: data file {path} not found; {prepare_hint}")
-    try:
-        records = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
-    if not isinstance(records, list) or not records:
-        raise DataError(f"{path}: expected a non-empty JSON list of records")
-    for i, rec in enumerate(records):
-        missing = [k for k in REQUIRED_KEYS if not isinstance(rec, dict) or k not in rec]
-        if missing:
-            raise DataError(f"{path}: record {i} lacks key(s) {', '.join(missing)} (need {', '.join(REQUIRED_KEYS)})")
-    return records
-
-
 def split_train_val(records: list, val_size: int, seed: int) -> tuple[list, list]:
     """The authors' split: random.seed(seed); random.shuffle(records); the last val_size are validation."""
+    if val_size < 1:
+        raise DataError(f"task.val_size={val_size}: the validation loss needs at least 1 held-out example")
     if val_size >= len(records):
         raise DataError(f"val_size={val_size} leaves no training data out of {len(records)} records")
     shuffled = list(records)
-    random.seed(seed)
-    random.shuffle(shuffled)
+    random.Random(seed).shuffle(shuffled)  # the same order as random.seed(seed); random.shuffle(), minus the side effect
     return shuffled[:-val_size], shuffled[-val_size:]
 
 

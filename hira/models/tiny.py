@@ -14,14 +14,16 @@ import shutil
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from hira.data import synthetic
+from hira.data import synthetic, synthetic_tasks
 from hira.data.templates import NO_INPUT, WITH_INPUT
 
 log = logging.getLogger(__name__)
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+# MetaMath's answer phrase as one token that skips lowercasing: the GSM8K scorer looks for it case-sensitively.
+ANSWER_PHRASE = "The answer is:"
 
 
 def build_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
@@ -29,6 +31,7 @@ def build_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIALS))
+    tok.add_tokens([AddedToken(ANSWER_PHRASE, normalized=False)])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>")
@@ -39,7 +42,7 @@ def tokenizer_texts(world: synthetic.World) -> list[str]:
     rng = random.Random(0)
     questions = [synthetic.make_example(s, world, rng) for s in synthetic.SUBSETS for _ in range(300)]
     return (synthetic.pretraining_sentences(world) + [NO_INPUT, WITH_INPUT]
-            + [q["instruction"] + " " + q["output"] for q in questions])
+            + [q["instruction"] + " " + q["output"] for q in questions] + synthetic_tasks.vocabulary_texts())
 
 
 def pretrain(model, tokenizer, corpus: list[str], steps: int, batch_size: int, seq_len: int, lr: float, seed: int):

@@ -1,0 +1,37 @@
+"""The MetaMath -> GSM8K and ConvAI2 paths end to end on CPU: train.py on their synthetic stand-ins, then scoring."""
+
+import json
+
+from conftest import TEST_TINY
+from test_train_e2e import run
+
+SMALL = ["train.global_batch_size=8", "hardware.micro_batch_size=8", "train.max_steps=4", "train.eval_steps=4",
+         "train.warmup_steps=1", "method.params.r=4", "task.val_size=8", "task.num_beams=2", "task.max_new_tokens=12"]
+
+
+def train_stand_in(workdir, task, train_size, test_size):
+    run_dir = workdir / f"run_{task}"
+    proc = run("train.py", f"task={task}", *TEST_TINY, *SMALL, f"model.path={workdir / 'tiny'}",
+               f"task.data_dir={workdir / task}", f"run_dir={run_dir}", f"task.synthetic.train_size={train_size}",
+               f"task.synthetic.test_size={test_size}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, json.loads((run_dir / "scores.json").read_text())["best"]["subsets"], proc.stdout
+
+
+def test_metamath_stand_in_trains_and_is_scored_by_the_gsm8k_scorer(workdir):
+    run_dir, scores, stdout = train_stand_in(workdir, "metamath_synthetic", 48, 4)
+    assert list(scores) == ["gsm8k"] and scores["gsm8k"]["n"] == 4
+    assert "accuracy" in scores["gsm8k"] and "parse fail" in stdout
+    rows = [json.loads(line) for line in (run_dir / "predictions" / "step_4" / "gsm8k.jsonl").read_text().splitlines()]
+    test = json.loads((workdir / "metamath_synthetic" / "gsm8k" / "test.json").read_text())
+    assert [r["gold"] for r in rows] == [t["answer"] for t in test]
+    assert (workdir / "metamath_synthetic" / ".tokenized").is_dir()
+
+
+def test_convai2_stand_in_trains_and_is_scored_by_the_dialogue_metrics(workdir):
+    run_dir, scores, stdout = train_stand_in(workdir, "convai2_synthetic", 24, 2)
+    dialogues = (workdir / "convai2_synthetic" / "raw" / "valid_self_original.txt").read_text()
+    n_utterances = sum("\t" in line for line in dialogues.splitlines())
+    assert list(scores) == ["convai2"] and scores["convai2"]["n"] == n_utterances
+    assert scores["convai2"]["bleu"] is not None and scores["convai2"]["rouge_l"] is not None
+    assert "convai2 (n=" in stdout and "rouge_l" in stdout
