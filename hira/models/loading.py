@@ -60,6 +60,6 @@ def load_adapted_model(cfg, device: str = "cpu"):
 
     model, tokenizer = load_base_model(cfg.model, device)
     torch.manual_seed(cfg.seed)
-    params = OmegaConf.to_container(cfg.method.get("params") or {}, resolve=True)
-    apply(model, cfg.method.name, list(cfg.method.target_modules), **params)
+    params = OmegaConf.to_container(cfg.method.params, resolve=True) if cfg.method.get("params") else {}
+    model = apply(model, cfg.method.name, list(cfg.method.get("target_modules") or []), **params)
     return model, tokenizer
