@@ -4,9 +4,9 @@ import copy
 
 import pytest
 import torch
-from peft import LoraConfig, VeraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, VeraConfig, get_peft_model
 
-from hira.adapters import adapter_layers, apply
+from hira.adapters import adapter_layers, apply, export_peft
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 
@@ -85,3 +85,20 @@ def test_outputs_and_gradients_match_peft(llama, method):
         for name, layer in adapter_layers(ours).items():
             torch.testing.assert_close(layer.base_layer.weight + layer.delta_weight(),
                                        merged.get_submodule(name).weight, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method,params", [("lora", dict(r=4, alpha=8, dropout=0.1)), ("dora", dict(r=4, alpha=8)),
+                                           ("vera", dict(r=16, projection_seed=3)), ("hira", dict(r=4))])
+def test_export_peft_loads_in_peft_with_equal_logits(llama, tmp_path, method, params):
+    base = copy.deepcopy(llama)
+    ours = apply(llama, method, TARGETS, **params).eval()
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in ours.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    export_peft(ours, tmp_path / method)
+    theirs = PeftModel.from_pretrained(base, str(tmp_path / method)).eval()
+    ids = tokens()
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(input_ids=ids).logits, ours(ids).logits, atol=1e-5, rtol=1e-5)

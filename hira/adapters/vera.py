@@ -43,7 +43,7 @@ class VeRALinear(AdapterLinear):
         if vera_A is None or vera_B is None:  # a layer built on its own: projections of exactly its shape
             vera_A, vera_B = shared_projections(r, self.in_features, self.out_features, projection_seed,
                                                 base_layer.weight.device)
-        self.r = r
+        self.r, self.projection_seed, self.d_initial = r, projection_seed, d_initial
         self.register_buffer("vera_A", vera_A, persistent=False)
         self.register_buffer("vera_B", vera_B, persistent=False)
         device = base_layer.weight.device
