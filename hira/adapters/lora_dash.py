@@ -36,10 +36,14 @@ class LoRADashLinear(LoRALinear):
         self.register_buffer("dash_U", torch.zeros(self.out_features, s, dtype=torch.float32, device=device))
         self.register_buffer("dash_V", torch.zeros(s, self.in_features, dtype=torch.float32, device=device))
         self.register_buffer("dash_active", torch.zeros((), dtype=torch.bool, device=device))
+        self._dash_seen = False
 
     def on_step(self, step: int) -> None:
-        if step >= self.t and not bool(self.dash_active):
+        if step < self.t or self._dash_seen:  # the flag spares a device sync per layer and step after the switch
+            return
+        if not bool(self.dash_active):  # False unless a checkpoint past the switch was loaded
             self.launch_dash()
+        self._dash_seen = True
 
     @torch.no_grad()
     def launch_dash(self) -> None:
