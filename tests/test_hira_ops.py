@@ -112,8 +112,8 @@ def test_method_fused_false_reaches_the_layers(llama, monkeypatch):
 
     monkeypatch.setattr(loading, "load_base_model", lambda model_cfg, device: (copy.deepcopy(llama), None))
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        on = compose("train", overrides=["method.fused_chunk_elems=100"])
-        off = compose("train", overrides=["method.fused=false"])
+        on = compose("train", overrides=["method.fused_chunk_elems=100", "method.params.r=4"])
+        off = compose("train", overrides=["method.fused=false", "method.params.r=4"])
     layers = adapter_layers(loading.load_adapted_model(on)[0]).values()
     assert layers and all(l.fused and l.fused_chunk_elems == 100 for l in layers)
     layers = adapter_layers(loading.load_adapted_model(off)[0]).values()

@@ -1,8 +1,11 @@
 """Adapter methods; importing a method's module registers it under its config name."""
 
-from hira.adapters import hira  # noqa: F401  (registers "hira")
-from hira.adapters.base import (METHODS, AdapterConfigError, AdapterLinear, adapter_layers, apply,
-                                load_trainable_state_dict, merge, trainable_state_dict, unmerge)
+from hira.adapters import dora, full, hilora, hira, hira_rand, lora, lora_dash, mora, prompt, rasa, vera  # noqa: F401
+from hira.adapters.base import (METHODS, MODEL_METHODS, AdapterConfigError, AdapterLinear, adapter_layers,
+                                adapter_state_buffers, all_methods, apply, load_trainable_state_dict, merge, on_step,
+                                trainable_state_dict, unmerge)
+from hira.adapters.export import export_peft
 
-__all__ = ["METHODS", "AdapterConfigError", "AdapterLinear", "adapter_layers", "apply", "load_trainable_state_dict",
-           "merge", "trainable_state_dict", "unmerge"]
+__all__ = ["METHODS", "MODEL_METHODS", "AdapterConfigError", "AdapterLinear", "adapter_layers", "adapter_state_buffers",
+           "all_methods", "apply", "export_peft", "load_trainable_state_dict", "merge", "on_step", "trainable_state_dict",
+           "unmerge"]

@@ -2,10 +2,18 @@
 
 A method is one subclass of AdapterLinear in its own file, registered under its config name. It owns its
 trainable parameters (kept in fp32 whatever the base dtype) and says what its dense update ΔW is; the base
-class provides the unmerged forward, merge/unmerge and the trainable-only state dict.
+class provides the unmerged forward, merge/unmerge and the trainable-only state dict. Three optional hooks:
+`layer_kwargs` (constructor arguments computed from all targeted layers at once: VeRA's shared projections,
+RaSA's shared rank pool), `state_buffers` (non-trainable state saved with the trainable weights: LoRA-Dash's
+directions) and `on_step` (called after every optimizer step: LoRA-Dash's phase switch).
+
+Methods that are not linear wrappers (prompt tuning, P-tuning, full fine-tuning) register a model-level
+function with `register_model_method` instead: it receives the whole model and returns the model to train.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +22,7 @@ from torch import nn
 from hira.errors import UserError
 
 METHODS: dict[str, type["AdapterLinear"]] = {}
+MODEL_METHODS: dict[str, Callable[..., nn.Module]] = {}  # name -> fn(model, target_modules, **params) -> model
 
 
 class AdapterConfigError(UserError):
@@ -28,16 +37,37 @@ def register(name: str):
     return wrap
 
 
+def register_model_method(name: str):
+    """Register fn(model, target_modules, **params) -> model for a method that is not a linear-layer wrapper."""
+    def wrap(fn):
+        MODEL_METHODS[name] = fn
+        return fn
+    return wrap
+
+
+def all_methods() -> list[str]:
+    return sorted({*METHODS, *MODEL_METHODS})
+
+
 class AdapterLinear(nn.Module):
     """Wraps a frozen nn.Linear; subclasses define delta_weight() and may override adapted_forward()."""
 
     method = "base"
+    state_buffers: tuple[str, ...] = ()  # buffers saved and loaded with the trainable weights
 
     def __init__(self, base_layer: nn.Linear):
         super().__init__()
         self.base_layer = base_layer
         self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
         self.merged = False
+
+    @classmethod
+    def layer_kwargs(cls, layers: dict[str, nn.Linear], **params) -> dict[str, dict]:
+        """Extra constructor arguments per layer name, computed once from all targeted layers (default: none)."""
+        return {}
+
+    def on_step(self, step: int) -> None:
+        """Called after optimizer step `step` (1-based) of training; a no-op unless a method has phases."""
 
     def delta_weight(self) -> torch.Tensor:
         """The dense update ΔW (out × in, fp32) this adapter adds to the base weight."""
@@ -86,20 +116,35 @@ def linear_module_names(model: nn.Module) -> list[str]:
 
 
 def apply(model: nn.Module, method: str, target_modules, **params) -> nn.Module:
-    """Freeze the model and wrap every linear layer whose short name is in target_modules with `method`."""
-    if method not in METHODS:
-        raise AdapterConfigError(f"unknown method {method!r}; valid: {', '.join(sorted(METHODS))}")
-    targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    """Freeze the model and wrap every linear layer whose short name is in target_modules with `method`.
+
+    Returns the model to train: the same object for linear-wrapper methods, possibly a wrapper (peft's prompt
+    learning models) for model-level ones, so callers must use the return value.
+    """
+    if method not in METHODS and method not in MODEL_METHODS:
+        raise AdapterConfigError(f"unknown method {method!r}; valid: {', '.join(all_methods())}")
+    targets = [target_modules] if isinstance(target_modules, str) else list(target_modules or [])
     missing = set(targets) - set(linear_module_names(model))
     if missing:
         raise AdapterConfigError(f"method.target_modules: {', '.join(sorted(missing))} not in the model; "
                                  f"its linear layers are {', '.join(linear_module_names(model))}")
+    if method in MODEL_METHODS:
+        return MODEL_METHODS[method](model, targets, **params)
     model.requires_grad_(False)
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if child_name in targets and isinstance(child, nn.Linear):
-                setattr(module, child_name, METHODS[method](child, **params))
+    found = {f"{name}.{child_name}" if name else child_name: (module, child_name, child)
+             for name, module in model.named_modules() for child_name, child in module.named_children()
+             if child_name in targets and isinstance(child, nn.Linear)}
+    cls = METHODS[method]
+    extra = cls.layer_kwargs({name: child for name, (_, _, child) in found.items()}, **params)
+    for name, (module, child_name, child) in found.items():
+        setattr(module, child_name, cls(child, **params, **extra.get(name, {})).train(child.training))
     return model
+
+
+def on_step(model: nn.Module, step: int) -> None:
+    """Tell every adapter layer that optimizer step `step` finished (the training loop calls this)."""
+    for layer in adapter_layers(model).values():
+        layer.on_step(step)
 
 
 def merge(model: nn.Module) -> nn.Module:
@@ -114,18 +159,27 @@ def unmerge(model: nn.Module) -> nn.Module:
     return model
 
 
+def adapter_state_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The non-trainable adapter state (each layer's `state_buffers`) that must travel with the weights."""
+    return {f"{name}.{b}": getattr(layer, b) for name, layer in adapter_layers(model).items()
+            for b in layer.state_buffers}
+
+
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the parameters that train (the adapters), detached and contiguous for safetensors."""
-    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    """Only the parameters that train (the adapters) plus adapter state buffers, detached and contiguous."""
+    state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    state.update({n: b.detach().contiguous() for n, b in adapter_state_buffers(model).items()})
+    return state
 
 
 def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load adapter weights saved by trainable_state_dict; the key sets must match exactly."""
     params = dict(model.named_parameters())
-    expected = {n for n, p in params.items() if p.requires_grad}
-    if set(state) != expected:
-        extra, missing = sorted(set(state) - expected)[:3], sorted(expected - set(state))[:3]
+    targets = {n: p for n, p in params.items() if p.requires_grad}
+    targets.update(adapter_state_buffers(model))
+    if set(state) != set(targets):
+        extra, missing = sorted(set(state) - set(targets))[:3], sorted(set(targets) - set(state))[:3]
         raise AdapterConfigError(f"adapter weights do not fit this model/method: unexpected {extra}, missing {missing}")
     with torch.no_grad():
         for name, tensor in state.items():
-            params[name].copy_(tensor)
+            targets[name].copy_(tensor)

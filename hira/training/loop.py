@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from hira.adapters import on_step
 from hira.data.tasks import load_task
 from hira.data.tokenize import tokenized_splits
 from hira.errors import UserError
@@ -199,6 +200,7 @@ def train(cfg) -> Path:
                 raise guard.nonfinite_error(step, "loss or gradient norm", last_good, run_dir)
         else:
             running.extend(losses)
+        on_step(engine.module, step)  # per-step adapter hooks (LoRA-Dash's phase switch), before any checkpoint
         bar.update(1)
         if step % cfg.train.log_steps == 0 or step == schedule.total_steps:
             train_loss = distributed.mean_across_ranks(sum(running), len(running)) if running else None
