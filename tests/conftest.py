@@ -15,6 +15,22 @@ TEST_TINY = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "m
              "model.tiny.pretrain.steps=120", "model.tiny.pretrain.quiz_docs=200"]
 
 
+DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def restore_distributed_env():
+    """In-process training sets a one-rank environment whose MASTER_PORT this process keeps listening on;
+    a train.py subprocess started by a later test must not inherit it."""
+    saved = {key: os.environ.get(key) for key in DIST_ENV}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def random_llama():
     """A randomly initialised 2-layer Llama (no pretraining): enough for numerical oracle tests."""

@@ -72,10 +72,10 @@ def count(model_config_obj, method: str, target_modules, **params) -> Count:
 
 
 def count_from_config(cfg) -> Count:
-    from omegaconf import OmegaConf
+    from hira.models.loading import method_params
 
-    params = OmegaConf.to_container(cfg.method.params, resolve=True) if cfg.method.get("params") else {}
-    return count(model_config(cfg.model), cfg.method.name, list(cfg.method.get("target_modules") or []), **params)
+    return count(model_config(cfg.model), cfg.method.name, list(cfg.method.get("target_modules") or []),
+                 **method_params(cfg.method))
 
 
 def paper_percent(cfg) -> float | None:

@@ -60,8 +60,13 @@ def load_adapted_model(cfg, device: str = "cpu"):
 
     model, tokenizer = load_base_model(cfg.model, device)
     torch.manual_seed(cfg.seed)
-    params = OmegaConf.to_container(cfg.method.params, resolve=True) if cfg.method.get("params") else {}
+    params = method_params(cfg.method)
     # Options of the fused Hadamard op sit beside params (method.fused=false) for the methods that have them
     params.update({k: cfg.method[k] for k in ("fused", "fused_chunk_elems") if k in cfg.method})
     model = apply(model, cfg.method.name, list(cfg.method.get("target_modules") or []), **params)
     return model, tokenizer
+
+
+def method_params(method_cfg) -> dict:
+    """method.params as a plain dict ({} for methods without any)."""
+    return OmegaConf.to_container(method_cfg.params, resolve=True) if method_cfg.get("params") else {}

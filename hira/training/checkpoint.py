@@ -153,11 +153,10 @@ def trainer_state(ckpt: Path) -> dict:
 
 def adapter_identity(cfg) -> dict:
     """What a checkpoint's weights depend on: resuming or evaluating under other values cannot work."""
-    from omegaconf import OmegaConf
+    from hira.models.loading import method_params
 
-    return {"method": cfg.method.name, "model": cfg.model.name,
-            "method_params": OmegaConf.to_container(cfg.method.get("params") or {}, resolve=True),
-            "target_modules": list(cfg.method.target_modules)}
+    return {"method": cfg.method.name, "model": cfg.model.name, "method_params": method_params(cfg.method),
+            "target_modules": list(cfg.method.get("target_modules") or [])}
 
 
 def check_compatible(ckpt: Path, cfg) -> None:
