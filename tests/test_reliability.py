@@ -2,7 +2,6 @@
 one-line errors for bad configs, data and checkpoints (in-process, on the session tiny model)."""
 
 import json
-import shutil
 import subprocess
 import sys
 from types import SimpleNamespace

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from hira.errors import UserError
 
@@ -54,8 +55,6 @@ def load_base_model(model_cfg, device: str = "cpu"):
 
 def load_adapted_model(cfg, device: str = "cpu"):
     """Base model with cfg.method injected; cfg.seed fixes the adapter initialization."""
-    from omegaconf import OmegaConf
-
     from hira.adapters import apply
 
     model, tokenizer = load_base_model(cfg.model, device)
