@@ -31,11 +31,12 @@ def config(workdir, *overrides):
 @pytest.fixture
 def train_here(workdir, monkeypatch):
     """train() in this process, with the one-rank environment undone afterwards (subprocess tests inherit env)."""
+    from hira.training.distributed import free_port
     from hira.training.loop import train
 
-    for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1").items():
+    env = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MASTER_PORT", str(__import__("hira.training.distributed").training.distributed.free_port()))
 
     def run(run_dir, *overrides):
         return train(config(workdir, f"run_dir={run_dir}", *overrides))
@@ -229,3 +230,7 @@ def test_checkpoint_from_another_method_or_model(workdir, tmp_path):
     with pytest.raises(UserError, match=rf"^{ckpt} was trained with different settings \(method: checkpoint lora vs "
                                         r"config hira; model: checkpoint llama3_8b vs config tiny\)"):
         checkpoint.check_compatible(ckpt, cfg)
+    (ckpt / checkpoint.STATE_FILE).write_text(json.dumps({**state, "data_seed": 7}))
+    checkpoint.check_compatible(ckpt, cfg)  # evaluating does not care about the data order
+    with pytest.raises(UserError, match=r"data_seed: checkpoint 7 vs config 42"):  # resuming does
+        checkpoint.check_compatible(ckpt, cfg, resuming=True)

@@ -120,7 +120,7 @@ def start_or_resume(cfg, ckpt_root: Path):
     """The checkpoint this run continues (None for a fresh start), checked against the config on every rank."""
     ckpt = checkpoint.resume_point(ckpt_root, cfg.resume)
     if ckpt is not None:
-        checkpoint.check_compatible(ckpt, cfg)
+        checkpoint.check_compatible(ckpt, cfg, resuming=True)
         checkpoint.check_world_size(ckpt, distributed.world_size())
         if distributed.is_main():  # a kill during a save or rotation leaves temp folders; redone events go too
             checkpoint.clean_partial(ckpt_root)
@@ -141,7 +141,7 @@ def save(cfg, engine, ckpt_root: Path, step: int, schedule: Schedule, val_loss: 
     epoch, step_in_epoch = divmod(step, schedule.steps_per_epoch)  # where the next step's batch comes from
     state = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
              "best_step": best.step, "best_val_loss": best.val_loss, "world_size": distributed.world_size(),
-             "seed": cfg.seed, "data_seed": cfg.data_seed, **checkpoint.adapter_identity(cfg)}
+             "seed": cfg.seed, **checkpoint.resume_identity(cfg)}
     checkpoint.save_checkpoint(engine, ckpt_root, step, state, config_yaml, rank_state={"running": running})
     if distributed.is_main():
         if best.step == step:
