@@ -132,7 +132,7 @@ def start_or_resume(cfg, ckpt_root: Path):
 def restore(engine, ckpt: Path) -> tuple[BestSoFar, int, list, str]:
     """Continue from ckpt: (best so far, first step to run, losses not yet logged, last good checkpoint)."""
     state = checkpoint.restore(engine, ckpt)
-    return BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1, state["running"], ckpt.name
+    return BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1, state.get("running", []), ckpt.name
 
 
 def save(cfg, engine, ckpt_root: Path, step: int, schedule: Schedule, val_loss: float, best: BestSoFar,
