@@ -227,3 +227,7 @@ def test_checkpoint_from_another_method_or_model(workdir, tmp_path):
     with pytest.raises(UserError, match=rf"^{ckpt} was trained with different settings \(method: checkpoint lora vs "
                                         r"config hira; model: checkpoint llama3_8b vs config tiny\)"):
         checkpoint.check_compatible(ckpt, cfg)
+    (ckpt / checkpoint.STATE_FILE).write_text(json.dumps({**state, "data_seed": 7}))
+    checkpoint.check_compatible(ckpt, cfg)  # evaluating does not care about the data order
+    with pytest.raises(UserError, match=r"data_seed: checkpoint 7 vs config 42"):  # resuming does
+        checkpoint.check_compatible(ckpt, cfg, resuming=True)

@@ -159,9 +159,15 @@ def adapter_identity(cfg) -> dict:
             "target_modules": list(cfg.method.get("target_modules") or [])}
 
 
-def check_compatible(ckpt: Path, cfg) -> None:
-    """A one-line error when ckpt was trained with another method, model, rank or targets than cfg."""
-    saved, wanted = trainer_state(ckpt), adapter_identity(cfg)
+def resume_identity(cfg) -> dict:
+    """What exact resume also needs unchanged: the data order and how it is cut into steps."""
+    return {**adapter_identity(cfg), "data_seed": cfg.data_seed, "global_batch_size": cfg.train.global_batch_size}
+
+
+def check_compatible(ckpt: Path, cfg, resuming: bool = False) -> None:
+    """A one-line error when ckpt was trained with another method, model, rank or targets than cfg (and, when
+    resuming, another data order or global batch)."""
+    saved, wanted = trainer_state(ckpt), (resume_identity if resuming else adapter_identity)(cfg)
     diffs = [f"{key}: checkpoint {saved[key]} vs config {value}" for key, value in wanted.items()
              if key in saved and saved[key] != value]
     if diffs:

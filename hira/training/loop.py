@@ -134,13 +134,34 @@ def start_or_resume(cfg, ckpt_root: Path):
     """The checkpoint this run continues (None for a fresh start), checked against the config on every rank."""
     ckpt = checkpoint.resume_point(ckpt_root, cfg.resume)
     if ckpt is not None:
-        checkpoint.check_compatible(ckpt, cfg)
+        checkpoint.check_compatible(ckpt, cfg, resuming=True)
         checkpoint.check_world_size(ckpt, distributed.world_size())
         if distributed.is_main():  # a kill during a save or rotation leaves temp folders; redone events go too
             checkpoint.clean_partial(ckpt_root)
             truncate_after(ckpt_root.parent / "metrics.jsonl", checkpoint.trainer_state(ckpt)["step"])
     distributed.barrier()
     return ckpt
+
+
+def restore(engine, ckpt: Path) -> tuple[BestSoFar, int, list, str]:
+    """Continue from ckpt: (best so far, first step to run, losses not yet logged, last good checkpoint)."""
+    state = checkpoint.restore(engine, ckpt)
+    return BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1, state.get("running", []), ckpt.name
+
+
+def save(cfg, engine, ckpt_root: Path, step: int, schedule: Schedule, val_loss: float, best: BestSoFar,
+         running: list, config_yaml: str) -> str:
+    """Checkpoint step_<N> with all resume needs, move `best`, rotate; returns the checkpoint's name."""
+    epoch, step_in_epoch = divmod(step, schedule.steps_per_epoch)  # where the next step's batch comes from
+    state = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
+             "best_step": best.step, "best_val_loss": best.val_loss, "world_size": distributed.world_size(),
+             "seed": cfg.seed, **checkpoint.resume_identity(cfg)}
+    checkpoint.save_checkpoint(engine, ckpt_root, step, state, config_yaml, rank_state={"running": running})
+    if distributed.is_main():
+        if best.step == step:
+            checkpoint.mark_best(ckpt_root, step)
+        checkpoint.rotate(ckpt_root, cfg.train.keep_last)
+    return checkpoint.step_name(step)
 
 
 def train(cfg) -> Path:
@@ -177,17 +198,15 @@ def train(cfg) -> Path:
     engine, optimizer = build_engine(cfg, model, schedule)
     collate = batches.make_collator(tokenizer)
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)
-    best, first_step, running, last_good = BestSoFar(), 1, [], None
     if resume_from is None:
+        best, first_step, running, last_good = BestSoFar(), 1, [], None
         metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
                       train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc,
                       seed=cfg.seed, data_seed=cfg.data_seed, padding_fraction=round(padding, 4))
     else:
-        state = checkpoint.restore(engine, resume_from)
-        best, first_step = BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1
-        running, last_good = state["running"], resume_from.name
-        metrics.write("resume", step=state["step"], checkpoint=resume_from.name, total_steps=schedule.total_steps)
-        log.info("resuming %s from %s", run_dir, resume_from.name)
+        best, first_step, running, last_good = restore(engine, resume_from)
+        metrics.write("resume", step=first_step - 1, checkpoint=last_good, total_steps=schedule.total_steps)
+        log.info("resuming %s from %s", run_dir, last_good)
     engine.train()
     bar = tqdm(total=schedule.total_steps, initial=first_step - 1, desc="train", disable=not main, dynamic_ncols=True)
     start = time.time()
@@ -216,16 +235,7 @@ def train(cfg) -> Path:
                 raise guard.nonfinite_error(step, "validation loss", last_good, run_dir)
             if val_loss < best.val_loss:
                 best = BestSoFar(step, val_loss)
-            epoch, step_in_epoch = divmod(step, schedule.steps_per_epoch)  # where the next step's batch comes from
-            state = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
-                     "best_step": best.step, "best_val_loss": best.val_loss, "world_size": distributed.world_size(),
-                     "seed": cfg.seed, "data_seed": cfg.data_seed, **checkpoint.adapter_identity(cfg)}
-            checkpoint.save_checkpoint(engine, ckpt_root, step, state, config_yaml, rank_state={"running": running})
-            last_good = checkpoint.step_name(step)
-            if main:
-                if best.step == step:
-                    checkpoint.mark_best(ckpt_root, step)
-                checkpoint.rotate(ckpt_root, cfg.train.keep_last)
+            last_good = save(cfg, engine, ckpt_root, step, schedule, val_loss, best, running, config_yaml)
             metrics.write("eval", step=step, val_loss=val_loss, best_step=best.step, best_val_loss=best.val_loss)
             if main:
                 bar.write(f"step {step}: val_loss {val_loss:.4f} (best {best.val_loss:.4f} at step {best.step})")
