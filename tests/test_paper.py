@@ -20,9 +20,11 @@ from safetensors.torch import load_file
 
 from hira.errors import UserError
 from hira.paper.rank_analysis import spectrum_metrics
+from hira.paper.tables import make_tables
 from hira.training import runlog
 
 SUBSETS = ["boolq", "piqa", "siqa", "arc_c", "arc_e", "obqa", "hellaswag", "winogrande"]  # Table 1 order
+SCORED = SUBSETS[:4]  # the runs are scored on these; the other columns must show "—"
 
 
 def script(name, *args):
@@ -35,7 +37,8 @@ def outputs(workdir):
     """Two seeds of HiRA r16 on the tiny model, a few steps each, as one `+experiment=mini` sweep."""
     out = workdir / "paper_outputs"
     proc = script("train.py", "-m", "+experiment=mini", "method=hira", "seed=1,2", *common_overrides(workdir),
-                  "method.params.r=16", "train.max_steps=6", "train.eval_steps=3", f"hydra.sweep.dir={out}")
+                  "method.params.r=16", "train.max_steps=20", "train.eval_steps=20", f"hydra.sweep.dir={out}",
+                  f"task.test_subsets=[{','.join(SCORED)}]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Table 1: commonsense" in proc.stdout  # the sweep's end prints the tables
     runs = sorted(p.parent for p in out.glob("*/scores.json"))
@@ -48,15 +51,18 @@ def expected_cell(values, paper):
     return f"{mean:.2f} ± {std:.2f} (paper {paper:.2f}, Δ {mean - paper:+.2f})"
 
 
-def table_rows(markdown: str, title: str) -> dict:
-    """{(method, r): [cells]} of one table in tables.md."""
+def table_rows(markdown: str, title: str) -> list[dict]:
+    """The rows of one table in tables.md as {header: cell}."""
     section = markdown.split(f"### {title}")[1].split("### ")[0]
-    rows = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if line.startswith("|") and cells[0] not in ("method", "---"):
-            rows[(cells[0], cells[1])] = cells
-    return rows
+    lines = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    headers = lines[0]
+    return [dict(zip(headers, cells)) for cells in lines if cells[0] not in ("method", "---")]
+
+
+def find(rows: list[dict], **labels) -> dict:
+    found = [row for row in rows if all(row[k] == v for k, v in labels.items())]
+    assert len(found) == 1, (labels, rows)
+    return found[0]
 
 
 def test_make_tables_mean_std_paper_and_missing(outputs):
@@ -69,24 +75,62 @@ def test_make_tables_mean_std_paper_and_missing(outputs):
     best = [json.loads((run / "scores.json").read_text())["best"] for run in runs]
     paper = dict(zip(SUBSETS + ["average"], [73.85, 89.12, 81.06, 82.59, 93.06, 87.40, 94.85, 86.74, 86.08]))
     rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
-    hira = rows[("hira", "r16")]
-    assert hira[2] == "2"  # n seeds
-    for i, subset in enumerate(SUBSETS):
-        values = [100 * b["subsets"][subset]["accuracy"] for b in best]
-        assert hira[3 + i] == expected_cell(values, paper[subset])
-    assert hira[-1] == expected_cell([100 * b["average"] for b in best], paper["average"])
+    hira = find(rows, method="hira", r="r16")
+    assert hira["n"] == "2"  # seeds
+    for subset, header in zip(SUBSETS, ["BoolQ", "PIQA", "SIQA", "ARC-c", "ARC-e", "OBQA", "HellaS", "WinoG"]):
+        if subset in SCORED:
+            values = [100 * b["subsets"][subset]["accuracy"] for b in best]
+            assert hira[header] == expected_cell(values, paper[subset])
+        else:  # not scored: a dash beside the paper's number
+            assert hira[header] == f"— (paper {paper[subset]:.2f})"
+    assert hira["Avg."] == expected_cell([100 * b["average"] for b in best], paper["average"])
     # paper rows nobody ran: a dash beside the paper's number, never a zero
-    assert rows[("lora", "r32")][3] == "— (paper 70.80)" and rows[("lora", "r32")][2] == "0"
-    assert rows[("prompt_tuning", "—")][3] == "—" and rows[("prompt_tuning", "—")][-1] == "— (paper 36.96)"
+    lora = find(rows, method="lora", r="r32")
+    assert lora["BoolQ"] == "— (paper 70.80)" and lora["n"] == "0"
+    prompt = find(rows, method="prompt_tuning")
+    assert prompt["BoolQ"] == "—" and prompt["Avg."] == "— (paper 36.96)"
 
     cost = table_rows(markdown, "Table 12: peak memory and training time")
     times = [[e for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if e["event"] == "end"][0]
              for run in runs]
     memory = [t["peak_memory_gb"] for t in times]
-    assert cost[("hira", "r16")][-2] == f"{statistics.mean(memory):.2f} ± {statistics.stdev(memory):.2f}"
-    assert cost[("hira", "r32")][-1] == "— (paper 14h09m32s)"
+    assert find(cost, method="hira", r="r16")["Peak memory (GB)"] == \
+        f"{statistics.mean(memory):.2f} ± {statistics.stdev(memory):.2f}"
+    assert find(cost, method="hira", r="r32")["Train time"] == "— (paper 14h09m32s)"
     tex = (out / "tables" / "tables.tex").read_text()
     assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "(paper 73.85" in tex
+
+
+def fake_run(root, name, method, r, seed, accuracy, modules=("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")):
+    """A finished run's three files, written by hand: every subset scored `accuracy`."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml({
+        "seed": seed, "task": {"name": "commonsense"}, "model": {"name": "llama3_8b"}, "hardware": {"name": "gpu"},
+        "method": {"name": method, "params": {"r": r}, "target_modules": list(modules)},
+        "train": {"lr": 1e-3, "global_batch_size": 32}}))
+    (run / "metrics.jsonl").write_text(json.dumps({"event": "end", "train_time_s": 3600.0 * seed,
+                                                   "peak_memory_gb": 60.0 + seed}) + "\n")
+    subsets = {s: {"accuracy": accuracy, "n": 100} for s in SUBSETS}
+    (run / "scores.json").write_text(json.dumps({"best": {"subsets": subsets, "average": accuracy}}))
+
+
+def test_tables_hand_computed(tmp_path):
+    fake_run(tmp_path, "a", "hira", 32, 1, 0.5)
+    fake_run(tmp_path, "b", "hira", 32, 2, 0.7)
+    fake_run(tmp_path, "c", "hira", 32, 1, 0.4, modules=["q_proj", "v_proj"])
+    markdown, written = make_tables(tmp_path)
+    rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
+    # mean 60, sample std of (50, 70) = 14.14; the paper's HiRA r32 BoolQ is 75.40
+    main = find(rows, method="hira", r="r32", modules="FC+QKV")
+    assert (main["n"], main["BoolQ"]) == ("2", "60.00 ± 14.14 (paper 75.40, Δ -15.40)")
+    assert find(rows, modules="QV")["BoolQ"] == "40.00"  # one seed: no ±; not the paper's placement: no paper
+    placement = table_rows(markdown, "Table 5: HiRA target-module placement")
+    assert [row["modules"] for row in placement] == ["FC+QKV", "QV"]
+    cost = find(table_rows(markdown, "Table 12: peak memory and training time"), modules="FC+QKV")
+    assert cost["Peak memory (GB)"] == "61.50 ± 0.71 (paper 61.49, Δ +0.01)"
+    assert cost["Train time"] == "1h30m00s ± 42m26s (paper 14h09m32s, Δ -12h39m32s)"
+    assert "Table 6" not in markdown and {p.name for p in written} == {"tables.md", "tables.tex"}
 
 
 def direct_spectrum(delta: np.ndarray) -> dict:
@@ -99,8 +143,8 @@ def direct_spectrum(delta: np.ndarray) -> dict:
 
 def test_analyze_updates_matches_svd_of_hira_delta(outputs, workdir, tmp_path):
     _, runs = outputs
-    ckpt = (runs[0] / "checkpoints" / (runs[0] / "checkpoints" / "best").read_text().strip())
-    proc = script("scripts/analyze_updates.py", runs[0], runs[1] / "checkpoints" / "step_6", "--out", tmp_path)
+    ckpt = runs[0] / "checkpoints" / "step_20"  # the best and only checkpoint
+    proc = script("scripts/analyze_updates.py", runs[0], runs[1] / "checkpoints" / "step_20", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("fig4_sv_count.png", "fig5_sv_sq_sum.png", "fig7_rank.png", "fig8_effective_rank.png"):
         assert (tmp_path / name).stat().st_size > 1000
