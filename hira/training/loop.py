@@ -19,7 +19,7 @@ from hira.data.tokenize import tokenized_splits
 from hira.errors import UserError
 from hira.models.loading import check_model_path, load_adapted_model
 from hira.training import batches, checkpoint, distributed, guard
-from hira.training.runlog import MetricsLog, truncate_after
+from hira.training.runlog import open_metrics, truncate_after
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ def train(cfg) -> Path:
     if main:
         ckpt_root.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_yaml)
+    metrics = open_metrics(cfg, run_dir, enabled=main)  # a missing wandb fails here, before any loading
 
     model, tokenizer = load_adapted_model(cfg, cfg.hardware.device)
     data = load_task(cfg.task, with_tests=False)
@@ -197,7 +198,6 @@ def train(cfg) -> Path:
     grouping, padding = batch_grouping(cfg, train_set)
     engine, optimizer = build_engine(cfg, model, schedule)
     collate = batches.make_collator(tokenizer)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)
     if resume_from is None:
         best, first_step, running, last_good = BestSoFar(), 1, [], None
         metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
@@ -242,6 +242,7 @@ def train(cfg) -> Path:
     bar.close()
     metrics.write("end", step=schedule.total_steps, train_time_s=round(time.time() - start, 2), best_step=best.step,
                   peak_memory_gb=_peak_memory_gb())
+    metrics.close()
     return run_dir
 
 

@@ -1,4 +1,8 @@
-"""metrics.jsonl: one JSON line per training log or evaluation event, written by rank 0 only."""
+"""metrics.jsonl: one JSON line per training log or evaluation event, written by rank 0 only.
+
+With logger=wandb the same events also go to Weights & Biases (offline by default; wandb.mode=online opts in).
+wandb is optional: it is imported only when asked for.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,43 @@ import os
 import time
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from hira.errors import UserError
+
+LOGGERS = ("none", "wandb")
+
+
+class WandbSink:
+    """Forwards metrics events to a wandb run: numeric fields as <event>/<field>, at the event's step."""
+
+    def __init__(self, run):
+        self.run = run
+
+    @classmethod
+    def start(cls, cfg, run_dir: Path) -> "WandbSink":
+        try:
+            import wandb
+        except ImportError:
+            raise UserError("logger=wandb needs the wandb package: pip install wandb (or use logger=none)") from None
+        settings = cfg.wandb
+        run = wandb.init(project=settings.project, entity=settings.entity, mode=settings.mode,
+                         dir=str(settings.dir or run_dir), name=Path(run_dir).name,
+                         config=OmegaConf.to_container(cfg, resolve=True))
+        return cls(run)
+
+    def log(self, record: dict) -> None:
+        values = {f"{record['event']}/{k}": v for k, v in record.items()
+                  if k not in ("event", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.run.log(values, step=record.get("step", 0))
+
+    def finish(self) -> None:
+        self.run.finish()
+
 
 class MetricsLog:
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled, self.start = Path(path), enabled, time.time()
+    def __init__(self, path: Path, enabled: bool = True, sink: WandbSink | None = None):
+        self.path, self.enabled, self.start, self.sink = Path(path), enabled, time.time(), sink
 
     def write(self, event: str, **fields) -> None:
         if not self.enabled:
@@ -18,6 +55,22 @@ class MetricsLog:
         record = {"event": event, **fields, "time_s": round(time.time() - self.start, 3)}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.sink is not None:
+            self.sink.log(record)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.finish()
+            self.sink = None
+
+
+def open_metrics(cfg, run_dir: Path, enabled: bool = True) -> MetricsLog:
+    """The run's metrics log, also sending to wandb when cfg.logger=wandb (rank 0 only)."""
+    logger = cfg.get("logger") or "none"
+    if logger not in LOGGERS:
+        raise UserError(f"logger={logger}: valid loggers are {', '.join(LOGGERS)}")
+    sink = WandbSink.start(cfg, run_dir) if enabled and logger == "wandb" else None
+    return MetricsLog(Path(run_dir) / "metrics.jsonl", enabled, sink)
 
 
 def parse_lines(text: str) -> list[dict]:

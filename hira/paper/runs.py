@@ -1,0 +1,115 @@
+"""Finished training runs as the paper tables and figures see them: settings, best-checkpoint scores, cost.
+
+A run directory is any folder holding both config.yaml and metrics.jsonl (train.py writes them); scores come
+from scores.json's "best" entry (the evaluator's score of the checkpoint with the lowest validation loss).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from hira.errors import UserError
+from hira.training.runlog import read_metrics
+
+# The paper's names for target-module placements (Table 5); FC = the MLP's up and down projections.
+ATTENTION_LETTERS = {"q_proj": "Q", "k_proj": "K", "v_proj": "V"}
+FC = {"up_proj", "down_proj"}
+
+
+def params_label(params) -> str:
+    """A method's size as the paper writes it: r32, "r1=20 r2=12" (HiLoRA), or "" for methods without a rank."""
+    params = params or {}
+    if "r1" in params and "r2" in params:
+        return f"r1={params['r1']} r2={params['r2']}"
+    return f"r{params['r']}" if "r" in params else ""
+
+
+def modules_label(target_modules) -> str:
+    """FC+QKV for [q_proj, k_proj, v_proj, up_proj, down_proj]; QV for [q_proj, v_proj]; "" for none."""
+    names = set(target_modules or [])
+    parts = []
+    if FC <= names:
+        parts.append("FC")
+    letters = "".join(letter for name, letter in ATTENTION_LETTERS.items() if name in names)
+    if letters:
+        parts.append(letters)
+    parts += sorted(names - FC - set(ATTENTION_LETTERS))
+    return "+".join(parts)
+
+
+@dataclass
+class Run:
+    path: Path
+    task: str
+    model: str
+    method: str
+    params: str                 # params_label
+    modules: str                # modules_label
+    lr: float
+    batch: int
+    seed: int
+    hardware: str
+    experiment: str | None
+    scores: dict = field(default_factory=dict)   # column -> value on the paper's 0-100 scale ({} if not scored)
+    subsets: tuple = ()                          # the test subsets scored
+    peak_memory_gb: float | None = None
+    train_time_s: float | None = None
+
+    @property
+    def group(self) -> tuple:
+        """Runs that differ only in their seed are averaged together."""
+        return (self.task, self.model, self.method, self.params, self.modules, self.lr, self.batch)
+
+    @property
+    def label(self) -> str:
+        return " ".join(x for x in (self.method, self.params) if x)
+
+
+def best_scores(scores_json: dict) -> tuple[dict, tuple]:
+    """Flatten scores.json's best entry to {column: value (0-100)}: accuracy subsets, dialogue metrics, average."""
+    best = scores_json.get("best")
+    if not best:
+        return {}, ()
+    flat = {}
+    for subset, summary in best["subsets"].items():
+        if "accuracy" in summary:
+            flat[subset] = 100 * summary["accuracy"]
+        else:  # dialogue metrics are already 0-100; one dialogue subset per task
+            flat.update({k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "n"})
+    if best.get("average") is not None and "average" not in flat:
+        flat["average"] = 100 * best["average"]
+    return flat, tuple(best["subsets"])
+
+
+def load_run(run_dir: Path) -> Run:
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    end = [e for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "end"]
+    scores_file = run_dir / "scores.json"
+    scores, subsets = best_scores(json.loads(scores_file.read_text())) if scores_file.is_file() else ({}, ())
+    method = cfg.method
+    return Run(path=run_dir, task=cfg.task.name, model=cfg.model.name, method=method.name,
+               params=params_label(OmegaConf.to_container(method.get("params") or {})),
+               modules=modules_label(method.get("target_modules")), lr=float(cfg.train.lr),
+               batch=int(cfg.train.global_batch_size), seed=int(cfg.seed), hardware=cfg.hardware.name,
+               experiment=cfg.get("experiment"), scores=scores, subsets=subsets,
+               peak_memory_gb=end[-1].get("peak_memory_gb") if end else None,
+               train_time_s=end[-1].get("train_time_s") if end else None)
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every finished run under root (training ended or scores written), in path order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a directory; pass the outputs folder that holds the runs")
+    runs = []
+    for config in sorted(root.rglob("config.yaml")):
+        run_dir = config.parent
+        if (run_dir / "metrics.jsonl").is_file():
+            run = load_run(run_dir)
+            if run.scores or run.train_time_s is not None:
+                runs.append(run)
+    return runs

@@ -1,0 +1,283 @@
+"""Paper regeneration: experiment configs, make_tables.py on real tiny runs, analyze_updates.py against SVD, wandb."""
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, common_overrides
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from hira.errors import UserError
+from hira.paper.rank_analysis import spectrum_metrics
+from hira.paper.tables import make_tables
+from hira.training import runlog
+
+SUBSETS = ["boolq", "piqa", "siqa", "arc_c", "arc_e", "obqa", "hellaswag", "winogrande"]  # Table 1 order
+SCORED = SUBSETS[:4]  # the runs are scored on these; the other columns must show "—"
+
+
+def script(name, *args):
+    return subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def outputs(workdir):
+    """Two seeds of HiRA r16 on the tiny model, a few steps each, as one `+experiment=mini` sweep."""
+    out = workdir / "paper_outputs"
+    proc = script("train.py", "-m", "+experiment=mini", "method=hira", "seed=1,2", *common_overrides(workdir),
+                  "method.params.r=16", "train.max_steps=20", "train.eval_steps=20", f"hydra.sweep.dir={out}",
+                  f"task.test_subsets=[{','.join(SCORED)}]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Table 1: commonsense" in proc.stdout  # the sweep's end prints the tables
+    runs = sorted(p.parent for p in out.glob("*/scores.json"))
+    assert len(runs) == 2
+    return out, runs
+
+
+def expected_cell(values, paper):
+    mean, std = statistics.mean(values), statistics.stdev(values)
+    return f"{mean:.2f} ± {std:.2f} (paper {paper:.2f}, Δ {mean - paper:+.2f})"
+
+
+def table_rows(markdown: str, title: str) -> list[dict]:
+    """The rows of one table in tables.md as {header: cell}."""
+    section = markdown.split(f"### {title}")[1].split("### ")[0]
+    lines = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    headers = lines[0]
+    return [dict(zip(headers, cells)) for cells in lines if cells[0] not in ("method", "---")]
+
+
+def find(rows: list[dict], **labels) -> dict:
+    found = [row for row in rows if all(row[k] == v for k, v in labels.items())]
+    assert len(found) == 1, (labels, rows)
+    return found[0]
+
+
+def test_make_tables_mean_std_paper_and_missing(outputs):
+    out, runs = outputs
+    proc = script("scripts/make_tables.py", out, "--out", out / "tables")
+    assert proc.returncode == 0, proc.stderr
+    markdown = (out / "tables" / "tables.md").read_text()
+    assert markdown in proc.stdout
+
+    best = [json.loads((run / "scores.json").read_text())["best"] for run in runs]
+    paper = dict(zip(SUBSETS + ["average"], [73.85, 89.12, 81.06, 82.59, 93.06, 87.40, 94.85, 86.74, 86.08]))
+    rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
+    hira = find(rows, method="hira", r="r16")
+    assert hira["n"] == "2"  # seeds
+    for subset, header in zip(SUBSETS, ["BoolQ", "PIQA", "SIQA", "ARC-c", "ARC-e", "OBQA", "HellaS", "WinoG"]):
+        if subset in SCORED:
+            values = [100 * b["subsets"][subset]["accuracy"] for b in best]
+            assert hira[header] == expected_cell(values, paper[subset])
+        else:  # not scored: a dash beside the paper's number
+            assert hira[header] == f"— (paper {paper[subset]:.2f})"
+    assert hira["Avg."] == expected_cell([100 * b["average"] for b in best], paper["average"])
+    # paper rows nobody ran: a dash beside the paper's number, never a zero
+    lora = find(rows, method="lora", r="r32")
+    assert lora["BoolQ"] == "— (paper 70.80)" and lora["n"] == "0"
+    prompt = find(rows, method="prompt_tuning")
+    assert prompt["BoolQ"] == "—" and prompt["Avg."] == "— (paper 36.96)"
+
+    cost = table_rows(markdown, "Table 12: peak memory and training time")
+    times = [[e for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if e["event"] == "end"][0]
+             for run in runs]
+    memory = [t["peak_memory_gb"] for t in times]
+    assert find(cost, method="hira", r="r16")["Peak memory (GB)"] == \
+        f"{statistics.mean(memory):.2f} ± {statistics.stdev(memory):.2f}"
+    assert find(cost, method="hira", r="r32")["Train time"] == "— (paper 14h09m32s)"
+    tex = (out / "tables" / "tables.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "(paper 73.85" in tex
+
+
+def fake_run(root, name, method, r, seed, accuracy, modules=("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")):
+    """A finished run's three files, written by hand: every subset scored `accuracy`."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml({
+        "seed": seed, "task": {"name": "commonsense"}, "model": {"name": "llama3_8b"}, "hardware": {"name": "gpu"},
+        "method": {"name": method, "params": {"r": r}, "target_modules": list(modules)},
+        "train": {"lr": 1e-3, "global_batch_size": 32}}))
+    (run / "metrics.jsonl").write_text(json.dumps({"event": "end", "train_time_s": 3600.0 * seed,
+                                                   "peak_memory_gb": 60.0 + seed}) + "\n")
+    subsets = {s: {"accuracy": accuracy, "n": 100} for s in SUBSETS}
+    (run / "scores.json").write_text(json.dumps({"best": {"subsets": subsets, "average": accuracy}}))
+
+
+def test_tables_hand_computed(tmp_path):
+    fake_run(tmp_path, "a", "hira", 32, 1, 0.5)
+    fake_run(tmp_path, "b", "hira", 32, 2, 0.7)
+    fake_run(tmp_path, "c", "hira", 32, 1, 0.4, modules=["q_proj", "v_proj"])
+    markdown, written = make_tables(tmp_path)
+    rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
+    # mean 60, sample std of (50, 70) = 14.14; the paper's HiRA r32 BoolQ is 75.40
+    main = find(rows, method="hira", r="r32", modules="FC+QKV")
+    assert (main["n"], main["BoolQ"]) == ("2", "60.00 ± 14.14 (paper 75.40, Δ -15.40)")
+    assert find(rows, modules="QV")["BoolQ"] == "40.00"  # one seed: no ±; not the paper's placement: no paper
+    placement = table_rows(markdown, "Table 5: HiRA target-module placement")
+    assert [row["modules"] for row in placement] == ["FC+QKV", "QV"]
+    cost = find(table_rows(markdown, "Table 12: peak memory and training time"), modules="FC+QKV")
+    assert cost["Peak memory (GB)"] == "61.50 ± 0.71 (paper 61.49, Δ +0.01)"
+    assert cost["Train time"] == "1h30m00s ± 42m26s (paper 14h09m32s, Δ -12h39m32s)"
+    assert "Table 6" not in markdown and {p.name for p in written} == {"tables.md", "tables.tex"}
+
+
+def direct_spectrum(delta: np.ndarray) -> dict:
+    """The paper's four statistics computed straight from numpy's SVD."""
+    sv = np.linalg.svd(delta.astype(np.float64), compute_uv=False)
+    p = sv[sv > 0] / sv.sum()
+    return {"sv_count": int((sv > 0.005).sum()), "sv_sq_sum": float((sv ** 2).sum()),
+            "rank": int(np.linalg.matrix_rank(delta.astype(np.float32))), "effective_rank": float(np.exp(-(p * np.log(p)).sum()))}
+
+
+def test_analyze_updates_matches_svd_of_hira_delta(outputs, workdir, tmp_path):
+    _, runs = outputs
+    ckpt = runs[0] / "checkpoints" / "step_20"  # the best and only checkpoint
+    proc = script("scripts/analyze_updates.py", runs[0], runs[1] / "checkpoints" / "step_20", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("fig4_sv_count.png", "fig5_sv_sq_sum.png", "fig7_rank.png", "fig8_effective_rank.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    rows = json.loads((tmp_path / "update_spectra.json").read_text())
+    assert {r["module"] for r in rows} == {"q_proj", "k_proj", "v_proj", "up_proj", "down_proj"}
+    assert len(rows) == 2 * 2 * 5  # two runs × two layers × five modules
+
+    # ΔW = W0 ⊙ (B·A) rebuilt from the saved tensors, independently of the adapter code
+    base = load_file(str(workdir / "tiny" / "model.safetensors"))
+    adapter = load_file(str(ckpt / "adapter.safetensors"))
+    mine = [r for r in rows if r["run"] == rows[0]["run"]]
+    for row in mine:
+        part = "self_attn" if row["module"][0] in "qkv" else "mlp"
+        prefix = f"model.layers.{row['layer']}.{part}.{row['module']}"
+        delta = base[f"{prefix}.weight"] * (adapter[f"{prefix}.hira_B"] @ adapter[f"{prefix}.hira_A"])
+        want = direct_spectrum(delta.numpy())
+        assert (row["sv_count"], row["rank"]) == (want["sv_count"], want["rank"])
+        assert row["sv_sq_sum"] == pytest.approx(want["sv_sq_sum"], rel=1e-5)
+        assert row["effective_rank"] == pytest.approx(want["effective_rank"], rel=1e-5)
+    assert any(r["rank"] > 16 for r in mine)  # HiRA's update is high-rank although r = 16
+
+
+def test_spectrum_metrics_on_a_hand_made_matrix():
+    gen = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=torch.float64))
+    sigma = torch.tensor([3.0, 1.0, 0.004, 0.0, 0.0], dtype=torch.float64)
+    delta = (u[:, :5] * sigma) @ v.T  # 6×5 with singular values 3, 1, 0.004, 0, 0
+    got = spectrum_metrics(delta.float())
+    p = np.array([3.0, 1.0, 0.004]) / 4.004
+    assert got["sv_count"] == 2 and got["rank"] == 3
+    assert got["sv_sq_sum"] == pytest.approx(10.000016, rel=1e-5)
+    assert got["effective_rank"] == pytest.approx(math.exp(-(p * np.log(p)).sum()), rel=1e-4)
+    assert spectrum_metrics(torch.zeros(4, 3)) == {"sv_count": 0, "sv_sq_sum": 0.0, "rank": 0, "effective_rank": 0.0}
+
+
+# --- experiment configs --------------------------------------------------------------------------------------
+
+SWEEPS = {
+    "table1": {"model": "llama3_8b,llama2_7b", "seed": "1,2,3,4,5",
+               "+arm": "prompt_tuning,p_tuning,lora_r32,dora_r32,mora_r32,hira_r16,hira_r32"},
+    "table2": {"+arm": "lora_r32,dora_r32,hira_r32", "seed": "1,2,3,4,5"},
+    "table3": {"+arm": "prompt_tuning,p_tuning,lora_r32,dora_r32,mora_r32,hira_r16,hira_r32", "seed": "1,2,3,4,5"},
+    "table4": {"method": "hira,hira_rand", "method.params.r": "32", "seed": "1"},
+    "table5": {"method": "hira", "method.params.r": "32", "seed": "1"},
+    "table6": {"method": "hilora", "seed": "1"},
+    "table12": {"+arm": "lora_r32,hira_r32", "seed": "1"},
+    "fig6": {"method": "hira", "method.params.r": "2,4,8,16,24,28,30,32", "seed": "1"},
+    "mini": {"seed": "1,2,3"},
+}
+TASKS = {"table2": "convai2", "table3": "metamath", "mini": "synthetic"}
+
+
+def sweep_jobs(params: dict) -> list[list[str]]:
+    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return BasicSweeper.split_arguments(overrides, None)[0]
+
+
+def test_every_paper_result_has_an_experiment_config():
+    assert sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml")) == sorted([*SWEEPS, "common"])
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_experiment_config_composes_with_its_sweep(name):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"+experiment={name}"], return_hydra_config=True)
+        params = {k: str(v) for k, v in cfg.hydra.sweeper.params.items()}
+        assert cfg.experiment == name
+        assert {k: params[k] for k in SWEEPS[name]} == SWEEPS[name]
+        assert cfg.hydra.callbacks.tables._target_ == "hira.paper.callbacks.PrintTables"
+        assert cfg.model.name == ("tiny" if name == "mini" else "llama3_8b")
+        jobs = sweep_jobs(params)
+        composed = [compose("train", overrides=[f"+experiment={name}", *job]) for job in jobs]
+    n_jobs = {"table1": 70, "table2": 15, "table3": 35, "table4": 2, "table5": 8, "table6": 7, "table12": 2,
+              "fig6": 8, "mini": 36}[name]
+    assert len(jobs) == n_jobs
+    for job_cfg in composed:
+        assert job_cfg.experiment == name and job_cfg.task.name == TASKS.get(name, "commonsense")
+    if name == "table5":
+        assert [OmegaConf.to_container(c.method.target_modules) for c in composed][:3] == [
+            ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"], ["up_proj", "down_proj"], ["q_proj", "v_proj"]]
+    if name == "fig6":
+        assert [c.method.params.r for c in composed] == [2, 4, 8, 16, 24, 28, 30, 32]
+    if name == "table6":
+        pairs = list(OverridesParser.create().parse_override(f"method.params={params['method.params']}")
+                     .sweep_iterator())
+        assert (20, 12) in [(p["r1"], p["r2"]) for p in pairs] and all(p["r1"] + p["r2"] == 32 for p in pairs)
+    if name == "table12":
+        assert cfg.train.global_batch_size == 72 and not cfg.evaluate_after_training
+    if name == "table1":
+        hira = [c for c in composed if c.method.name == "hira"]
+        assert sorted({c.method.params.r for c in hira}) == [16, 32]
+
+
+# --- wandb --------------------------------------------------------------------------------------------------
+
+def wandb_cfg(**overrides):
+    cfg = OmegaConf.create({"logger": "wandb", "seed": 3, "method": {"name": "hira"},
+                            "wandb": {"project": "hira", "entity": None, "mode": "offline", "dir": None}})
+    cfg.merge_with(overrides)
+    return cfg
+
+
+def test_wandb_logger_sends_config_and_metrics(tmp_path, monkeypatch):
+    calls = {"log": [], "finished": False}
+
+    class FakeRun:
+        def log(self, values, step):
+            calls["log"].append((step, values))
+
+        def finish(self):
+            calls["finished"] = True
+
+    def init(**kwargs):
+        calls["init"] = kwargs
+        return FakeRun()
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
+    metrics = runlog.open_metrics(wandb_cfg(), tmp_path)
+    metrics.write("train", step=5, loss=0.25, lr=1e-3, grad_norm=None)
+    metrics.close()
+    assert calls["init"]["mode"] == "offline" and calls["init"]["config"]["method"]["name"] == "hira"
+    assert calls["init"]["dir"] == str(tmp_path) and calls["finished"]
+    step, values = calls["log"][0]
+    assert step == 5 and values["train/loss"] == 0.25 and "train/grad_norm" not in values
+    assert runlog.read_metrics(tmp_path / "metrics.jsonl")[0]["loss"] == 0.25  # metrics.jsonl is still written
+
+
+def test_wandb_missing_is_one_clear_error_and_default_needs_none(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
+    with pytest.raises(UserError, match="pip install wandb"):
+        runlog.open_metrics(wandb_cfg(), tmp_path)
+    metrics = runlog.open_metrics(wandb_cfg(logger="none"), tmp_path)
+    metrics.write("start", step=0)
+    assert metrics.sink is None and (tmp_path / "metrics.jsonl").is_file()
+    with pytest.raises(UserError, match="valid loggers are none, wandb"):
+        runlog.open_metrics(wandb_cfg(logger="tensorboard"), tmp_path)
