@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 from torch import nn
+from transformers import AutoModelForCausalLM
 
-from hira.adapters import (adapter_layers, adapter_state_buffers, apply, load_trainable_state_dict, merge, on_step,
-                           trainable_state_dict, unmerge)
+from hira.adapters import (adapter_layers, adapter_state_buffers, apply, load_trainable_state_dict, merge,
+                           merge_and_unload, on_step, trainable_state_dict, unmerge)
 from hira.adapters.mora import MoRALinear
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
@@ -57,7 +58,7 @@ def test_starts_at_base_and_trains_only_its_own_numbers(llama, case):
 
 
 @pytest.mark.parametrize("case", sorted(PARAMS))
-def test_delta_weight_merge_unmerge_and_reload(llama, case):
+def test_delta_weight_merge_unmerge_and_reload(llama, case, tmp_path):
     model = adapt(copy.deepcopy(llama), case).eval()
     perturb(model)
     ids = tokens()
@@ -76,6 +77,13 @@ def test_delta_weight_merge_unmerge_and_reload(llama, case):
     torch.testing.assert_close(again, unmerged, atol=1e-5, rtol=1e-5)
     for name, layer in adapter_layers(model).items():
         torch.testing.assert_close(layer.base_layer.weight, weights[name], atol=1e-5, rtol=1e-5)
+    # a merged plain model, saved and loaded by transformers alone
+    plain = merge_and_unload(copy.deepcopy(model))
+    assert not adapter_layers(plain)
+    plain.save_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(AutoModelForCausalLM.from_pretrained(tmp_path)(ids).logits, unmerged,
+                                   atol=1e-5, rtol=1e-5)
     # save / load of the trainable weights (and adapter state) into a freshly built model
     state = {k: v.clone() for k, v in trainable_state_dict(model).items()}
     assert set(state) == ({n for n, p in model.named_parameters() if p.requires_grad} | set(adapter_state_buffers(model)))

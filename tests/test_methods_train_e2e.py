@@ -9,9 +9,12 @@ from conftest import ROOT, common_overrides
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
-from hira.adapters import adapter_layers, all_methods
+from hira.adapters import adapter_layers, all_methods, load_trainable_state_dict
+from hira.data.tasks import load_task
+from hira.data.tokenize import encode_records
 from hira.evaluation.evaluator import evaluate_run
 from hira.models.loading import load_adapted_model
+from hira.training import batches
 from hira.training.checkpoint import ADAPTER_FILE
 from hira.training.loop import train
 from hira.training.runlog import read_metrics
@@ -37,10 +40,18 @@ def test_every_method_has_a_case():
 def config(workdir, method):
     overrides = [o for o in common_overrides(workdir) if not o.startswith("method.params")]
     overrides += [f"method={method}", *PARAMS[method], f"run_dir={workdir / 'zoo' / method}", f"train.max_steps={STEPS}",
-                  f"train.eval_steps={STEPS}", "train.warmup_steps=1", "task.val_size=8", "train.log_steps=1",
+                  f"train.eval_steps={STEPS}", "train.warmup_steps=0", "task.val_size=8", "train.log_steps=1",
                   "evaluate_after_training=false"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose("train", overrides=overrides)
+
+
+def seen_examples(cfg, tokenizer) -> dict:
+    """The examples of the run's STEPS global batches, as one batch."""
+    train_set, _ = encode_records(tokenizer, load_task(cfg.task, with_tests=False).train, cfg.task.cutoff_len,
+                                  cfg.task.loss_on)
+    order = batches.epoch_order(len(train_set), cfg.data_seed, 0)[: STEPS * cfg.train.global_batch_size]
+    return batches.make_collator(tokenizer)([train_set[i] for i in order])
 
 
 @pytest.mark.parametrize("method", sorted(PARAMS))
@@ -60,13 +71,21 @@ def test_method_trains_and_decodes(workdir, method):
 
     # the checkpoint holds exactly the method's trainable numbers (and adapter state), moved by training
     weights = load_file(str(run_dir / "checkpoints" / f"step_{STEPS}" / ADAPTER_FILE))
-    cfg.model.path = str(workdir / "tiny")
-    fresh, _ = load_adapted_model(cfg)  # the same seed: the initial values
+    fresh, tokenizer = load_adapted_model(cfg)  # the same seed: the initial values
+    fresh.eval()
     initial = {n: p for n, p in fresh.named_parameters() if p.requires_grad}
     assert set(initial) <= set(weights)
     assert sum(not torch.equal(weights[n], initial[n]) for n in initial) > 0
     if method == "lora_dash":  # t=2 < 3 steps: the dash phase started inside the loop and was saved
         assert all(weights[f"{name}.dash_active"] for name in adapter_layers(fresh))
+
+    # training lowered the loss on the examples it saw
+    batch = seen_examples(cfg, tokenizer)
+    with torch.no_grad():
+        before = fresh(**batch).loss.item()
+        load_trainable_state_dict(fresh, weights)
+        after = fresh(**batch).loss.item()
+    assert after < before
 
     scores = evaluate_run(run_dir, "best", subsets=["piqa", "boolq"], limit=2, num_beams=2, max_new_tokens=4)
     subsets = scores["best"]["subsets"]

@@ -159,6 +159,15 @@ def unmerge(model: nn.Module) -> nn.Module:
     return model
 
 
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Merge every adapter and put its plain nn.Linear back: a model `save_pretrained` writes as an ordinary one."""
+    for name, layer in adapter_layers(model).items():
+        layer.merge()
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer.base_layer)
+    return model
+
+
 def adapter_state_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     """The non-trainable adapter state (each layer's `state_buffers`) that must travel with the weights."""
     return {f"{name}.{b}": getattr(layer, b) for name, layer in adapter_layers(model).items()
