@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from hira.data import convai2
@@ -101,12 +102,17 @@ def dialogue(rng: random.Random) -> tuple[list, list]:
     return persona, turns
 
 
+def random_reply(rng: random.Random) -> str:
+    """A well-formed reply about a random animal and value: a distractor, not grounded in any persona."""
+    topic = rng.choice(list(TOPICS))
+    return TOPICS[topic][2].format(a=rng.choice(ANIMALS), v=rng.choice(ATTRIBUTES.get(topic, [""])))
+
+
 def self_original_lines(persona: list, turns: list, rng: random.Random) -> list[str]:
     """One dialogue in ParlAI's format: numbered persona lines, then utterance\\tresponse\\t\\tcandidates."""
     lines = [f"your persona: {p}" for p in persona]
     for partner, response in turns:
-        candidates = [answer.format(a=rng.choice(ANIMALS), v=rng.choice(ATTRIBUTES.get(t, [""])))
-                      for t, (_, _, answer) in rng.sample(list(TOPICS.items()), 3)]
+        candidates = [random_reply(rng) for _ in range(3)]
         lines.append(f"{partner}\t{response}\t\t{'|'.join(candidates + [response])}")
     return [f"{n} {line}" for n, line in enumerate(lines, 1)]
 
@@ -119,6 +125,30 @@ def write_dialogue_sources(raw_dir: Path, n_train: int, n_test: int, seed: int) 
         lines = [line for _ in range(n) for line in self_original_lines(*dialogue(rng), rng)]
         (raw_dir / f"{name}_self_original.txt").write_text("\n".join(lines) + "\n")
     return raw_dir
+
+
+def pretraining_docs(n_docs: int, seed: int = 0) -> list[str]:
+    """Documents for the tiny base: arithmetic facts and persona small talk with unrelated replies.
+
+    A real base model can do small sums and knows chat phrases; these documents give the tiny one the same
+    start (its frozen output layer must have seen the number and dialogue tokens) without showing the
+    question formats or persona-grounded replies that fine-tuning is there to teach.
+    """
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n_docs):
+        if i % 2:
+            docs.append(" ".join(_equation(rng) for _ in range(8)))
+        else:
+            persona, _ = dialogue(rng)
+            docs.append(" ".join(persona + [f"{question} {random_reply(rng)}" for _, question, _ in TOPICS.values()]))
+    return docs
+
+
+def _equation(rng):
+    _, _, expr, value = math_problem(rng)
+    equation = re.sub(r"([-+*])", r" \1 ", expr) + f" = {value} ."
+    return f"{equation} The answer is: {value}" if rng.random() < 0.2 else equation
 
 
 def vocabulary_texts() -> list[str]:

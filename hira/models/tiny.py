@@ -76,6 +76,7 @@ def build_tiny_model(path: Path, cfg) -> None:
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     corpus = synthetic.pretraining_corpus(world, n_docs=2000, n_quiz_docs=cfg.pretrain.quiz_docs, seed=cfg.seed)
+    corpus += synthetic_tasks.pretraining_docs(n_docs=400, seed=cfg.seed)  # what the math/dialogue stand-ins build on
     pretrain(model, tokenizer, corpus, cfg.pretrain.steps, cfg.pretrain.batch_size, cfg.pretrain.seq_len,
              cfg.pretrain.lr, cfg.seed)
     tmp = path.with_name(path.name + ".tmp")
