@@ -14,7 +14,7 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from hira.data.tasks import load_task
-from hira.data.tokenize import encode_records
+from hira.data.cache import encode_records_cached
 from hira.errors import UserError
 from hira.models.loading import check_model_path, load_adapted_model
 from hira.training import batches, checkpoint, distributed
@@ -104,8 +104,9 @@ def train(cfg) -> Path:
 
     model, tokenizer = load_adapted_model(cfg, cfg.hardware.device)
     data = load_task(cfg.task, with_tests=False)
-    train_set, n_trunc = encode_records(tokenizer, data.train, cfg.task.cutoff_len, cfg.task.loss_on)
-    val_set, _ = encode_records(tokenizer, data.val, cfg.task.cutoff_len, cfg.task.loss_on)
+    cache = cfg.data.tokenized_cache
+    train_set, n_trunc = encode_records_cached(tokenizer, data.train, cfg.task.cutoff_len, cfg.task.loss_on, cache)
+    val_set, _ = encode_records_cached(tokenizer, data.val, cfg.task.cutoff_len, cfg.task.loss_on, cache)
     schedule = Schedule.from_config(cfg, len(train_set), distributed.world_size())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
