@@ -7,7 +7,9 @@
 One run measures, per method, the time of a training step (forward + backward + AdamW step) and its peak memory, for (a) single linear layers of Llama-3-8B shapes and (b) a whole small
 Llama; then merged-HiRA decoding throughput against the base model, and training tokens/s with and without
 length-grouped batching. Step times are the best of --reps after --warmup, with the methods taking turns, so
-that load from other processes hits all of them alike (min, not mean: such noise only ever adds). Peak memory on CUDA is torch.cuda.max_memory_allocated; on CPU it is the largest total
+that load from other processes hits all of them alike (min, not mean: such noise only ever adds). On CPU the
+clock is the process's CPU time (--clock cpu): with one torch thread that is the step's compute, whatever share
+of a core the process got; on an idle machine it equals wall time. Peak memory on CUDA is torch.cuda.max_memory_allocated; on CPU it is the largest total
 of live tensor bytes in torch's profiler memory timeline of one extra step (weights, optimizer state, grads,
 activations and temporaries; the allocator's own caching is not counted). Timings taken on a shared machine
 are noisy: compare ratios within one run.
@@ -52,10 +54,13 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's)")
+    p.add_argument("--clock", default=None, choices=["cpu", "wall"],
+                   help="cpu: process CPU time, blind to waiting for a core on a shared machine (CPU default); "
+                        "wall: elapsed time (CUDA default)")
     p.add_argument("--skip", default="", help="comma list of parts to skip: linear,model,decode,grouping")
     args = p.parse_args(argv)
     gpu = args.device == "cuda"
-    defaults = dict(dtype="bfloat16" if gpu else "float32", tokens=4096 if gpu else 256, hidden=4096 if gpu else 1024,
+    defaults = dict(clock="wall" if gpu else "cpu", dtype="bfloat16" if gpu else "float32", tokens=4096 if gpu else 256, hidden=4096 if gpu else 1024,
                     inter=14336 if gpu else 2816, batch=4 if gpu else 2, seq=512 if gpu else 128)
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -116,15 +121,16 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def seconds(fn, device: str) -> float:
+def seconds(fn, device: str, clock: str) -> float:
+    now = time.process_time if clock == "cpu" else time.perf_counter
     sync(device)
-    start = time.perf_counter()
+    start = now()
     fn()
     sync(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
-def best_of_turns(fns: dict, device: str, warmup: int, reps: int) -> dict[str, float]:
+def best_of_turns(fns: dict, args, warmup: int, reps: int) -> dict[str, float]:
     """name -> fastest of reps timed calls, the fns taking turns after warmup calls each."""
     for fn in fns.values():
         for _ in range(warmup):
@@ -132,7 +138,7 @@ def best_of_turns(fns: dict, device: str, warmup: int, reps: int) -> dict[str, f
     times = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            times[name].append(seconds(fn, device))
+            times[name].append(seconds(fn, args.device, args.clock))
     return {name: min(t) for name, t in times.items()}
 
 
@@ -180,7 +186,7 @@ def measure_methods(build, loss_fn, args) -> dict[str, tuple[float, int]]:
         del step
         release(args.device)
     steps = {method: train_step(with_method(build(), method, build.targets, args), loss_fn) for method in METHODS}
-    times = best_of_turns(steps, args.device, max(1, args.warmup), args.reps)
+    times = best_of_turns(steps, args, max(1, args.warmup), args.reps)
     del steps
     release(args.device)
     return {method: (times[method], peaks[method]) for method in METHODS}
@@ -230,8 +236,8 @@ def decoding_results(args) -> list[tuple[str, float]]:
                            do_sample=False, pad_token_id=0)
 
     variants = {"base model": base, "hira merged": merged, "hira unmerged (fused op)": unmerged}
-    times = best_of_turns({name: lambda m=model: generate(m) for name, model in variants.items()}, args.device,
-                          1, max(3, args.reps))
+    times = best_of_turns({name: lambda m=model: generate(m) for name, model in variants.items()}, args, 1,
+                          max(3, args.reps))
     return [(name, n / t) for name, t in times.items()]
 
 
@@ -259,7 +265,7 @@ def grouping_results(args) -> list[tuple[str, float, float]]:
     orders = {name: batches.epoch_order(n, 0, 0, grouped, global_batch)
               for name, grouped in (("random order", None), ("grouped by length", tuple(lengths)))}
     # two turns each, the first also warming up: an epoch is long enough that a separate warmup would double it
-    times = best_of_turns({name: lambda o=order: epoch(o) for name, order in orders.items()}, args.device, 0, 2)
+    times = best_of_turns({name: lambda o=order: epoch(o) for name, order in orders.items()}, args, 0, 2)
     n_trained = batches.steps_per_epoch(n, global_batch) * global_batch
     return [(name, batches.padding_fraction(order, lengths, global_batch, micro),
              sum(lengths[i] for i in order[:n_trained]) / times[name]) for name, order in orders.items()]
@@ -301,7 +307,7 @@ def main(argv=None) -> dict:
         print("\n".join(lines), flush=True)
 
     emit([f"## bench_adapters: {machine(args)}, torch {torch.__version__}, base {str(args.dtype)[6:]}, "
-          f"r={args.rank}, LoRA/DoRA dropout {args.lora_dropout}", ""])
+          f"r={args.rank}, LoRA/DoRA dropout {args.lora_dropout}, {args.clock} clock", ""])
     if "linear" not in skip:
         for shape in args.shapes.split(","):
             in_f, out_f = map(int, shape.lower().split("x"))

@@ -73,7 +73,7 @@ class _HadamardLinear(torch.autograd.Function):
         dB = torch.empty(B.shape, dtype=torch.float32, device=B.device) if need_B else None
         for rows in ctx.blocks:
             g_rows = g[:, rows]
-            if need_x:
+            if need_x:  # the W' block is freed as soon as addmm_ returns
                 dx.addmm_(g_rows, _adapted_rows(weight, mask, A, B, rows))
             if need_A or need_B:
                 masked = (g_rows.t() @ x2).float().mul_(weight[rows] if mask is None else mask[rows])  # G⊙M
@@ -81,6 +81,7 @@ class _HadamardLinear(torch.autograd.Function):
                     dB[rows] = masked @ A.float().t()
                 if need_A:
                     dA.addmm_(B[rows].float().t(), masked)
+                del masked  # before the next block's W' is formed: one out×in block alive at a time
         return (dx.reshape(x.shape) if need_x else None, None,
                 dA.to(A.dtype) if need_A else None, dB.to(B.dtype) if need_B else None,
                 grad_out.reshape(-1, weight.shape[0]).sum(0).to(grad_out.dtype) if need_bias else None, None, None)
