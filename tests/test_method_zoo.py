@@ -126,6 +126,24 @@ def test_hilora_formula(llama):
     torch.testing.assert_close(layer.delta_weight(), expected)
 
 
+@pytest.mark.parametrize("method", ["hilora", "hira_rand"])
+def test_fused_forward_equals_the_plain_formula(llama, method):
+    """The fused Hadamard op (default) gives the outputs and gradients of W0 + ΔW computed densely."""
+    fused = apply(llama, method, TARGETS, fused_chunk_elems=100, **PARAMS[method])
+    perturb(fused)
+    assert all(layer.fused for layer in adapter_layers(fused).values())  # the default
+    plain = copy.deepcopy(fused)
+    for layer in adapter_layers(plain).values():
+        layer.fused = False
+    ids = tokens()
+    for model in (fused, plain):
+        model(ids, labels=ids).loss.backward()
+    torch.testing.assert_close(fused(ids).logits, plain(ids).logits, atol=1e-5, rtol=1e-5)
+    for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters()):
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 # --- HiRA-rand ----------------------------------------------------------------------------------------------------
 
 def test_hira_rand_formula_and_mask_regenerated_from_seed(llama):
