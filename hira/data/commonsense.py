@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from hira.data.records import DataError, load_records, write_json_atomic  # noqa: F401 (re-exported)
+from hira.data.records import DataError
 
 SUBSETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
 # LLM-Adapters' folder names for the subsets whose canonical name here differs.
