@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from hira.adapters import adapter_layers, all_methods, load_trainable_state_dict
 from hira.data.tasks import load_task
-from hira.data.tokenize import encode_records
+from hira.data.tokenize import tokenized_splits
 from hira.evaluation.evaluator import evaluate_run
 from hira.models.loading import load_adapted_model
 from hira.training import batches
@@ -48,8 +48,7 @@ def config(workdir, method):
 
 def seen_examples(cfg, tokenizer) -> dict:
     """The examples of the run's STEPS global batches, as one batch."""
-    train_set, _ = encode_records(tokenizer, load_task(cfg.task, with_tests=False).train, cfg.task.cutoff_len,
-                                  cfg.task.loss_on)
+    train_set, _, _ = tokenized_splits(tokenizer, load_task(cfg.task, with_tests=False), cfg.task)
     order = batches.epoch_order(len(train_set), cfg.data_seed, 0)[: STEPS * cfg.train.global_batch_size]
     return batches.make_collator(tokenizer)([train_set[i] for i in order])
 
