@@ -106,7 +106,7 @@ def fake_run(root, name, method, r, seed, accuracy, modules=("q_proj", "k_proj",
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(OmegaConf.to_yaml({
         "seed": seed, "task": {"name": "commonsense"}, "model": {"name": "llama3_8b"}, "hardware": {"name": "gpu"},
-        "method": {"name": method, "params": {"r": r}, "target_modules": list(modules)},
+        "method": {"name": method, "params": {"r": r} if r else {}, "target_modules": list(modules)},
         "train": {"lr": 1e-3, "global_batch_size": 32}}))
     (run / "metrics.jsonl").write_text(json.dumps({"event": "end", "train_time_s": 3600.0 * seed,
                                                    "peak_memory_gb": 60.0 + seed}) + "\n")
@@ -118,6 +118,7 @@ def test_tables_hand_computed(tmp_path):
     fake_run(tmp_path, "a", "hira", 32, 1, 0.5)
     fake_run(tmp_path, "b", "hira", 32, 2, 0.7)
     fake_run(tmp_path, "c", "hira", 32, 1, 0.4, modules=["q_proj", "v_proj"])
+    fake_run(tmp_path, "d", "full", None, 1, 0.8, modules=[])  # no method.params at all, as full FT writes it
     markdown, written = make_tables(tmp_path)
     rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
     # mean 60, sample std of (50, 70) = 14.14; the paper's HiRA r32 BoolQ is 75.40
@@ -129,6 +130,7 @@ def test_tables_hand_computed(tmp_path):
     cost = find(table_rows(markdown, "Table 12: peak memory and training time"), modules="FC+QKV")
     assert cost["Peak memory (GB)"] == "61.50 ± 0.71 (paper 61.49, Δ +0.01)"
     assert cost["Train time"] == "1h30m00s ± 42m26s (paper 14h09m32s, Δ -12h39m32s)"
+    assert find(table_rows(markdown, "Table 12: peak memory and training time"), method="full")["r"] == "—"
     assert "Table 6" not in markdown and {p.name for p in written} == {"tables.md", "tables.tex"}
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from hira.errors import UserError, report_user_errors
+from hira.models.loading import method_params
 
 # The published config.json architecture fields of the paper's base models (by hub id).
 ARCHITECTURES = {
@@ -72,14 +73,12 @@ def count(model_config_obj, method: str, target_modules, **params) -> Count:
 
 
 def count_from_config(cfg) -> Count:
-    from hira.models.loading import method_params
-
     return count(model_config(cfg.model), cfg.method.name, list(cfg.method.get("target_modules") or []),
                  **method_params(cfg.method))
 
 
 def paper_percent(cfg) -> float | None:
-    return PAPER_PERCENT.get((cfg.model.name, cfg.method.name, (cfg.method.get("params") or {}).get("r")))
+    return PAPER_PERCENT.get((cfg.model.name, cfg.method.name, method_params(cfg.method).get("r")))
 
 
 def compose_config(overrides: list[str]):

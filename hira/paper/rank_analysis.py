@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from hira.errors import UserError
+from hira.models.loading import method_params
 from hira.paper.runs import params_label
 
 THRESHOLD = 0.005
@@ -94,7 +95,7 @@ def update_matrices(cfg, ckpt: Path, device: str = "cpu") -> dict[str, torch.Ten
 
 
 def run_label(cfg) -> str:
-    params = params_label(OmegaConf.to_container(cfg.method.get("params") or {}))
+    params = params_label(method_params(cfg.method))
     return " ".join(x for x in (cfg.method.name, params) if x)
 
 

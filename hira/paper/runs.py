@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from hira.errors import UserError
+from hira.models.loading import method_params
 from hira.training.runlog import read_metrics
 
 # The paper's names for target-module placements (Table 5); FC = the MLP's up and down projections.
@@ -92,7 +93,7 @@ def load_run(run_dir: Path) -> Run:
     scores, subsets = best_scores(json.loads(scores_file.read_text())) if scores_file.is_file() else ({}, ())
     method = cfg.method
     return Run(path=run_dir, task=cfg.task.name, model=cfg.model.name, method=method.name,
-               params=params_label(OmegaConf.to_container(method.get("params") or {})),
+               params=params_label(method_params(method)),
                modules=modules_label(method.get("target_modules")), lr=float(cfg.train.lr),
                batch=int(cfg.train.global_batch_size), seed=int(cfg.seed), hardware=cfg.hardware.name,
                experiment=cfg.get("experiment"), scores=scores, subsets=subsets,
