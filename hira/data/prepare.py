@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hira.data import commonsense, convai2, metamath
-from hira.data.records import DataError, load_records, write_json_atomic
+from hira.data.records import DataError, load_records
+from hira.files import write_json_atomic
 
 # The folder under data/ that each prepare command writes (gsm8k is MetaMath's test set).
 TASK_FOLDERS = {"commonsense": "commonsense", "metamath": "metamath", "gsm8k": "metamath", "convai2": "convai2"}

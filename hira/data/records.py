@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from hira.errors import UserError
@@ -43,12 +42,3 @@ def load_records(path: Path, task: str, prepare_hint: str) -> list[dict]:
     for i, rec in enumerate(records):
         check_keys(path, f"record {i}", rec, REQUIRED_KEYS)
     return records
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write to a temporary file, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hira.data import commonsense, convai2, metamath, prepare, synthetic, synthetic_tasks
-from hira.data.records import DataError, load_records, write_json_atomic  # noqa: F401 (write_json_atomic re-exported)
+from hira.data.records import DataError, load_records
+from hira.files import write_json_atomic
 
 FORMATS = {"commonsense": commonsense, "gsm8k": metamath, "convai2": convai2}
 

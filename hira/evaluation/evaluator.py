@@ -16,7 +16,8 @@ import jsonlines
 from omegaconf import OmegaConf
 
 from hira.adapters import merge
-from hira.data.tasks import load_task, write_json_atomic
+from hira.data.tasks import load_task
+from hira.files import write_json_atomic
 from hira.errors import UserError
 from hira.evaluation.answers import (COMMONSENSE_LABELS, GSM8K_TASKS, answer_completion, canonical_task,
                                      extract_answer, is_correct, offered_labels)

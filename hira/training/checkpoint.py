@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from hira.adapters import load_trainable_state_dict, trainable_state_dict
 from hira.errors import UserError
+from hira.files import write_text_atomic
 from hira.training import distributed
 
 ADAPTER_FILE, STATE_FILE, CONFIG_FILE, BEST_FILE = "adapter.safetensors", "trainer_state.json", "config.yaml", "best"
@@ -102,9 +103,7 @@ def clean_partial(ckpt_root: Path) -> None:
 
 def mark_best(ckpt_root: Path, step: int) -> None:
     """Point `best` at step_<N>, replacing the marker atomically."""
-    tmp = Path(ckpt_root) / f".{BEST_FILE}.tmp"
-    tmp.write_text(step_name(step) + "\n")
-    os.replace(tmp, Path(ckpt_root) / BEST_FILE)
+    write_text_atomic(Path(ckpt_root) / BEST_FILE, step_name(step) + "\n")
 
 
 def rotate(ckpt_root: Path, keep_last: int | None) -> list[str]:

@@ -7,13 +7,13 @@ wandb is optional: it is imported only when asked for.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from hira.errors import UserError
+from hira.files import write_text_atomic
 
 LOGGERS = ("none", "wandb")
 
@@ -92,6 +92,4 @@ def read_metrics(path: Path) -> list[dict]:
 def truncate_after(path: Path, step: int) -> None:
     """Drop the events a resumed run will redo (those after `step`, and any "end"), replacing the file atomically."""
     kept = [e for e in read_metrics(path) if e.get("step", 0) <= step and e["event"] != "end"]
-    tmp = Path(path).with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(e) + "\n" for e in kept))
