@@ -23,7 +23,7 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 @report_user_errors
 def main(cfg) -> None:
-    from hira.training import distributed
+    from hira import distributed
     from hira.training.loop import train
 
     run_dir = train(cfg)

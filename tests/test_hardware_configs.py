@@ -7,7 +7,7 @@ import yaml
 from conftest import ROOT
 
 from hira.errors import UserError
-from hira.training.distributed import accumulation_steps, deepspeed_config
+from hira.training.engine_config import accumulation_steps, deepspeed_config
 
 HARDWARE = sorted((ROOT / "configs" / "hardware").glob("*.yaml"))
 

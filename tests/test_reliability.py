@@ -184,7 +184,7 @@ def test_bad_targets_and_ranks(llama):
 
 
 def test_batch_that_does_not_split_across_ranks():
-    from hira.training.distributed import accumulation_steps
+    from hira.training.engine_config import accumulation_steps
 
     assert accumulation_steps(32, 4, 2) == 4
     with pytest.raises(UserError, match=r"global_batch_size=16 is not divisible by hardware.micro_batch_size=4 × 3 ranks"):

@@ -51,7 +51,7 @@ def test_two_node_launch_on_localhost(workdir, tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
     run_dir = tmp_path / "two_node"
-    from hira.training.distributed import free_port
+    from hira.distributed import free_port
 
     port = str(free_port())
     overrides = common_overrides(workdir) + STEPS[1:] + ["train.max_steps=4", "hardware=cpu_zero3", f"run_dir={run_dir}"]

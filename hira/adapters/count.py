@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from hira.errors import UserError, report_user_errors
-from hira.models.loading import method_params
+from hira.adapters.params import method_params
 
 # The published config.json architecture fields of the paper's base models (by hub id).
 ARCHITECTURES = {

@@ -48,7 +48,7 @@ class LoRADashLinear(LoRALinear):
     @torch.no_grad()
     def launch_dash(self) -> None:
         """Pick the s directions of W0 that the LoRA update has changed fastest relative to their σ."""
-        from hira.training.distributed import gathered
+        from hira.distributed import gathered
 
         with gathered([self.base_layer.weight, self.lora_A, self.lora_B]):
             u, sigma, vh = torch.linalg.svd(self.base_layer.weight.float(), full_matrices=False)

@@ -113,7 +113,7 @@ def tokenized_splits(tokenizer, data, task_cfg):
     """
     from datasets import load_from_disk
 
-    from hira.training import distributed
+    from hira import distributed
 
     check_loss_on(task_cfg.loss_on)
     path = cache_dir(task_cfg, cache_key(tokenizer, data.train_file, task_cfg))

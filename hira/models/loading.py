@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
+from hira.adapters.params import method_params  # noqa: F401  (its home is hira.adapters; old importers)
 from hira.errors import UserError
 
 # Set before transformers is imported anywhere: a missing folder must fail at once, not hang on a hub request.
@@ -41,7 +41,7 @@ def load_base_model(model_cfg, device: str = "cpu"):
     path = check_model_path(model_cfg)
     if model_cfg.get("tiny") and not (path / "config.json").is_file():
         from hira.models.tiny import build_tiny_model
-        from hira.training import distributed
+        from hira import distributed
 
         if distributed.is_main():  # the other ranks wait for rank 0's build instead of racing it
             build_tiny_model(path, model_cfg.tiny)
@@ -55,17 +55,8 @@ def load_base_model(model_cfg, device: str = "cpu"):
 
 def load_adapted_model(cfg, device: str = "cpu"):
     """Base model with cfg.method injected; cfg.seed fixes the adapter initialization."""
-    from hira.adapters import apply
+    from hira.adapters.params import apply_method
 
     model, tokenizer = load_base_model(cfg.model, device)
     torch.manual_seed(cfg.seed)
-    params = method_params(cfg.method)
-    # Options of the fused Hadamard op sit beside params (method.fused=false) for the methods that have them
-    params.update({k: cfg.method[k] for k in ("fused", "fused_chunk_elems") if k in cfg.method})
-    model = apply(model, cfg.method.name, list(cfg.method.get("target_modules") or []), **params)
-    return model, tokenizer
-
-
-def method_params(method_cfg) -> dict:
-    """method.params as a plain dict ({} for methods without any)."""
-    return OmegaConf.to_container(method_cfg.params, resolve=True) if method_cfg.get("params") else {}
+    return apply_method(model, cfg.method), tokenizer

@@ -18,8 +18,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from hira.adapters.params import method_params
 from hira.errors import UserError
-from hira.models.loading import method_params
 from hira.paper.runs import params_label
 
 THRESHOLD = 0.005

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from hira.adapters.params import method_params
 from hira.errors import UserError
-from hira.models.loading import method_params
 from hira.training.runlog import read_metrics
 
 # The paper's names for target-module placements (Table 5); FC = the MLP's up and down projections.

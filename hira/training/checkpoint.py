@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from hira import distributed
 from hira.adapters import load_trainable_state_dict, trainable_state_dict
 from hira.errors import UserError
 from hira.files import write_text_atomic
-from hira.training import distributed
 
 ADAPTER_FILE, STATE_FILE, CONFIG_FILE, BEST_FILE = "adapter.safetensors", "trainer_state.json", "config.yaml", "best"
 TMP_PREFIX, TRASH_PREFIX = ".tmp_", ".del_"
@@ -152,7 +152,7 @@ def trainer_state(ckpt: Path) -> dict:
 
 def adapter_identity(cfg) -> dict:
     """What a checkpoint's weights depend on: resuming or evaluating under other values cannot work."""
-    from hira.models.loading import method_params
+    from hira.adapters.params import method_params
 
     return {"method": cfg.method.name, "model": cfg.model.name, "method_params": method_params(cfg.method),
             "target_modules": list(cfg.method.get("target_modules") or [])}

@@ -18,7 +18,8 @@ from hira.data.tasks import load_task
 from hira.data.tokenize import tokenized_splits
 from hira.errors import UserError
 from hira.models.loading import check_model_path, load_adapted_model
-from hira.training import batches, checkpoint, distributed, guard
+from hira import distributed
+from hira.training import batches, checkpoint, engine_config, guard
 from hira.training.runlog import open_metrics, truncate_after
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ class Schedule:
         total = per_epoch * cfg.train.epochs
         if cfg.train.max_steps > 0:
             total = min(total, cfg.train.max_steps)
-        accumulation = distributed.accumulation_steps(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world)
+        accumulation = engine_config.accumulation_steps(cfg.train.global_batch_size, cfg.hardware.micro_batch_size,
+                                                        world)
         return cls(per_epoch, total, accumulation)
 
 
@@ -68,10 +70,10 @@ def build_engine(cfg, model, schedule: Schedule):
     optimizer = guard.GuardedAdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                                    betas=tuple(cfg.train.adam_betas))
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.train.warmup_steps, schedule.total_steps)
-    ds_config = distributed.deepspeed_config(cfg.hardware.ds_config, cfg.hardware.micro_batch_size,
-                                             schedule.accumulation, cfg.train.grad_clip)
+    ds_config = engine_config.deepspeed_config(cfg.hardware.ds_config, cfg.hardware.micro_batch_size,
+                                               schedule.accumulation, cfg.train.grad_clip)
     if ds_config["zero_optimization"].get("stage", 0) == 3:
-        distributed.register_base_weights_for_zero3(model)
+        engine_config.register_base_weights_for_zero3(model)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
     return engine, optimizer
 

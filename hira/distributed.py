@@ -1,15 +1,16 @@
-"""Process-group setup and the DeepSpeed config, for one CPU process or many ranks under the launcher."""
+"""Process group and rank helpers, for one CPU process or many ranks under the deepspeed launcher.
+
+The ground floor: every layer (data caching, model building, adapters, training) asks here which rank it is and
+waits for the others, so nothing below the training loop has to import it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 
 import torch.distributed as dist
-
-from hira.errors import UserError
 
 
 def free_port() -> int:
@@ -49,30 +50,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def accumulation_steps(global_batch: int, micro_batch: int, world: int) -> int:
-    if global_batch % (micro_batch * world):
-        raise UserError(f"train.global_batch_size={global_batch} is not divisible by hardware.micro_batch_size="
-                        f"{micro_batch} × {world} ranks; pick a micro batch that divides {global_batch // world}")
-    return global_batch // (micro_batch * world)
-
-
-def deepspeed_config(path: str, micro_batch: int, accumulation: int, grad_clip: float) -> dict:
-    """The JSON file named by hardware.ds_config with its "auto" values filled from the Hydra config."""
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"hardware.ds_config={path} not found; the configs live in ds_configs/") from None
-    filled = {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": accumulation,
-              "gradient_clipping": grad_clip}
-    for key, value in filled.items():
-        if config.get(key, "auto") == "auto":
-            config[key] = value
-    config.pop("train_batch_size", None)  # implied by the two above and the world size
-    config.setdefault("zero_allow_untested_optimizer", True)  # torch AdamW; DeepSpeed's fused Adam needs CUDA
-    return config
-
-
 def broadcast_object(obj):
     """Rank 0's value of obj on every rank (e.g. the run directory, whose timestamp each rank resolves itself)."""
     if world_size() == 1:
@@ -91,17 +68,6 @@ def mean_across_ranks(total: float, count: int) -> float:
         dist.all_reduce(t)
         total, count = t.tolist()
     return total / count
-
-
-def register_base_weights_for_zero3(model) -> None:
-    """ZeRO-3 gathers a module's own parameters before its forward; adapters also read base_layer.weight."""
-    from deepspeed.runtime.zero.partition_parameters import register_external_parameter
-
-    from hira.adapters import adapter_layers
-
-    for layer in adapter_layers(model).values():
-        for param in layer.base_layer.parameters(recurse=False):
-            register_external_parameter(layer, param)
 
 
 def gathered(params):
