@@ -6,8 +6,9 @@
 
 One run measures, per method, the time of a training step (forward + backward + AdamW step) and its peak memory, for (a) single linear layers of Llama-3-8B shapes and (b) a whole small
 Llama; then merged-HiRA decoding throughput against the base model, and training tokens/s with and without
-length-grouped batching. Step times are the best of --reps after --warmup, with the methods taking turns, so
-that load from other processes hits all of them alike (min, not mean: such noise only ever adds). On CPU the
+length-grouped batching. Step times are the best (--stat min, the CPU default) or the median (--stat median, the
+CUDA default) of --reps after --warmup, with the methods taking turns, so that load from other processes hits all
+of them alike (min on a shared CPU: such noise only ever adds; median on a dedicated GPU). On CPU the
 clock is the process's CPU time (--clock cpu): with one torch thread that is the step's compute, whatever share
 of a core the process got; on an idle machine it equals wall time. Peak memory on CUDA is torch.cuda.max_memory_allocated; on CPU it is the largest total
 of live tensor bytes in torch's profiler memory timeline of one extra step (weights, optimizer state, grads,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, default=None, help="small Llama hidden size (CPU 1024, CUDA 4096)")
     p.add_argument("--inter", type=int, default=None, help="small Llama MLP size (CPU 2816, CUDA 14336)")
     p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=None, help="attention heads (default: hidden / 128)")
+    p.add_argument("--kv-heads", type=int, default=None, help="key/value heads, < heads for GQA (default: heads)")
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--batch", type=int, default=None, help="sequences per small-Llama step (CPU 2, CUDA 4)")
     p.add_argument("--seq", type=int, default=None, help="sequence length of a small-Llama step (CPU 128, CUDA 512)")
@@ -53,6 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--group-examples", type=int, default=32, help="examples in the length-grouping epoch")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--stat", default=None, choices=["min", "median"], help="of the timed reps (CPU min, CUDA median)")
     p.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's)")
     p.add_argument("--clock", default=None, choices=["cpu", "wall"],
                    help="cpu: process CPU time, blind to waiting for a core on a shared machine (CPU default); "
@@ -60,11 +65,14 @@ def parse_args(argv=None):
     p.add_argument("--skip", default="", help="comma list of parts to skip: linear,model,decode,grouping")
     args = p.parse_args(argv)
     gpu = args.device == "cuda"
-    defaults = dict(clock="wall" if gpu else "cpu", dtype="bfloat16" if gpu else "float32", tokens=4096 if gpu else 256, hidden=4096 if gpu else 1024,
+    defaults = dict(clock="wall" if gpu else "cpu", stat="median" if gpu else "min",
+                    dtype="bfloat16" if gpu else "float32", tokens=4096 if gpu else 256, hidden=4096 if gpu else 1024,
                     inter=14336 if gpu else 2816, batch=4 if gpu else 2, seq=512 if gpu else 128)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.heads = args.heads or max(1, args.hidden // 128)
+    args.kv_heads = args.kv_heads or args.heads
     args.dtype = getattr(torch, args.dtype)
     return args
 
@@ -106,11 +114,12 @@ def small_llama(args, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    heads = max(1, args.hidden // 128)
     config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.inter,
-                         num_hidden_layers=args.layers, num_attention_heads=heads, num_key_value_heads=heads,
+                         num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                         num_key_value_heads=args.kv_heads,
                          max_position_embeddings=max(args.seq, 256) + args.decode_tokens, pad_token_id=0)
-    return LlamaForCausalLM(config).to(device=args.device, dtype=args.dtype)
+    with torch.device(args.device):  # initialised where it runs: an 8B-wide layer takes seconds on a CPU
+        return LlamaForCausalLM(config).to(dtype=args.dtype)
 
 
 # ---------------------------------------------------------------- measuring
@@ -131,7 +140,7 @@ def seconds(fn, device: str, clock: str) -> float:
 
 
 def best_of_turns(fns: dict, args, warmup: int, reps: int) -> dict[str, float]:
-    """name -> fastest of reps timed calls, the fns taking turns after warmup calls each."""
+    """name -> fastest (or median, args.stat) of reps timed calls, the fns taking turns after warmup calls each."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -139,7 +148,8 @@ def best_of_turns(fns: dict, args, warmup: int, reps: int) -> dict[str, float]:
     for _ in range(reps):
         for name, fn in fns.items():
             times[name].append(seconds(fn, args.device, args.clock))
-    return {name: min(t) for name, t in times.items()}
+    pick = min if args.stat == "min" else statistics.median
+    return {name: pick(t) for name, t in times.items()}
 
 
 def peak_bytes(fn, device: str) -> int:
@@ -274,15 +284,21 @@ def grouping_results(args) -> list[tuple[str, float, float]]:
 # ---------------------------------------------------------------- reporting
 
 
-def method_table(title: str, results: dict[str, tuple[float, int]]) -> list[str]:
+def ratios(results: dict[str, tuple[float, int]]) -> list[dict[str, float]]:
+    """Per method (in order): step time over LoRA's and over peft HiRA's, peak memory over LoRA's."""
     lora_s, lora_b = results["peft lora"]
     peft_hira_s = results["peft hira"][0]
+    return [{"x_lora_time": seconds / lora_s, "x_peft_hira_time": seconds / peft_hira_s, "x_lora_memory": peak / lora_b}
+            for seconds, peak in results.values()]
+
+
+def method_table(title: str, results: dict[str, tuple[float, int]]) -> list[str]:
     lines = [f"### {title}", "",
              "| method | step ms | × LoRA time | × peft HiRA time | peak MiB | × LoRA memory |",
              "|---|---:|---:|---:|---:|---:|"]
-    for method, (seconds, peak) in results.items():
-        lines.append(f"| {method} | {seconds * 1e3:.1f} | {seconds / lora_s:.2f} | {seconds / peft_hira_s:.2f} "
-                     f"| {peak / 2**20:.1f} | {peak / lora_b:.2f} |")
+    for (method, (seconds, peak)), r in zip(results.items(), ratios(results)):
+        lines.append(f"| {method} | {seconds * 1e3:.1f} | {r['x_lora_time']:.2f} | {r['x_peft_hira_time']:.2f} "
+                     f"| {peak / 2**20:.1f} | {r['x_lora_memory']:.2f} |")
     return lines + [""]
 
 
@@ -307,7 +323,7 @@ def main(argv=None) -> dict:
         print("\n".join(lines), flush=True)
 
     emit([f"## bench_adapters: {machine(args)}, torch {torch.__version__}, base {str(args.dtype)[6:]}, "
-          f"r={args.rank}, LoRA/DoRA dropout {args.lora_dropout}, {args.clock} clock", ""])
+          f"r={args.rank}, LoRA/DoRA dropout {args.lora_dropout}, {args.clock} clock, {args.stat} of {args.reps}", ""])
     if "linear" not in skip:
         for shape in args.shapes.split(","):
             in_f, out_f = map(int, shape.lower().split("x"))
@@ -316,6 +332,7 @@ def main(argv=None) -> dict:
     if "model" not in skip:
         results["model"] = whole_model_results(args)
         emit(method_table(f"(b) small Llama step: {args.layers} layers, hidden {args.hidden}, MLP {args.inter}, "
+                          f"{args.heads} heads ({args.kv_heads} KV), "
                           f"vocab {args.vocab}, {args.batch}×{args.seq} tokens, targets {','.join(LLAMA_TARGETS)}",
                           results["model"]))
     if "decode" not in skip:

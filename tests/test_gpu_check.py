@@ -1,0 +1,96 @@
+"""scripts/gpu_check.py on its CPU path (--device cpu --small): the checks it makes must pass on the real op,
+fail on a broken one, and a failing or over-budget section must not stop the report."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from conftest import ROOT, common_overrides
+
+
+def load_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    return load_check()
+
+
+def cpu_main(gpu_check, tmp_path, *argv):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # toy ops on a busy machine: threads only add waiting
+        return gpu_check.main(["--device", "cpu", "--small", "--out", str(tmp_path / "check.json"),
+                               "--workdir", str(tmp_path / "work"), *argv])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_correctness_speed_row_and_a_failing_section(gpu_check, tmp_path):
+    # an override train.py rejects at once: the run section fails, the report and the JSON still come
+    results = cpu_main(gpu_check, tmp_path, "--sections", "correctness,linear,run", "--override", "nosuch_key=1")
+    saved = json.loads((tmp_path / "check.json").read_text())
+    assert saved["sections"] == results["sections"] and saved["machine"]["torch"] == torch.__version__
+    assert [results["sections"][s]["status"] for s in ("correctness", "linear", "run")] == ["ok", "ok", "error"]
+    assert "nosuch_key" in results["sections"]["run"]["error"]
+
+    correctness = results["correctness"]
+    assert [s["shape"] for s in correctness["shapes"]] == ["48x40", "80x40", "40x80"]
+    for shape in correctness["shapes"]:
+        assert set(shape["grads"]) == {"y", "dx", "dA", "dB"} and shape["ok"]
+        for row in shape["grads"].values():  # bf16 rounding is there, and of bf16's size
+            assert 1e-4 < row["fused_rel_err"] < gpu_check.MAX_REL_ERR
+    assert correctness["merge"]["ok"] and correctness["merge"]["argmax_agreement"] == 1.0
+
+    (shape, row), = results["linear"].items()
+    methods = row["methods"]
+    assert shape == "48x40" and list(methods) == gpu_check.bench.METHODS
+    assert methods["peft lora"]["x_lora_time"] == 1.0 and methods["peft hira"]["x_peft_hira_time"] == 1.0
+    # exact on CPU (profiler bytes): the fused op keeps no out×in product for backward, full FT keeps Adam state
+    assert methods["hira (ours, fused)"]["peak_mib"] < methods["hira (ours, unfused)"]["peak_mib"]
+    assert methods["full FT"]["x_lora_memory"] > 1
+    for heading in ("correctness:", "one linear 48x40", "merged vs unmerged", "run          error"):
+        assert heading in results["summary"]
+
+
+def test_correctness_fails_on_a_broken_op(gpu_check, monkeypatch):
+    from hira.adapters import ops
+
+    args = gpu_check.parse_args(["--device", "cpu", "--small"])
+    adapted, calls = ops._adapted_rows, []
+
+    def forward_right_backward_base_only(weight, mask, A, B, rows):
+        """W' in forward (the 1st call, one block); plain W0 for backward's dx (2nd): dA, dB do not use W'."""
+        calls.append(rows)
+        return adapted(weight, mask, A, B, rows) if len(calls) == 1 else weight[rows]
+
+    monkeypatch.setattr(ops, "_adapted_rows", forward_right_backward_base_only)
+    shape = gpu_check.check_shape(48, 40, dict(args.size, chunk_elems=None), "cpu")
+    assert not shape["ok"] and not shape["grads"]["dx"]["ok"]
+    assert shape["grads"]["y"]["ok"] and shape["grads"]["dA"]["ok"] and shape["grads"]["dB"]["ok"]
+
+
+def test_sections_past_the_budget_are_skipped(gpu_check, tmp_path):
+    results = cpu_main(gpu_check, tmp_path, "--budget-s", "0")
+    assert [s["status"] for s in results["sections"].values()] == ["skipped"] * len(gpu_check.SECTIONS)
+    assert json.loads((tmp_path / "check.json").read_text())["sections"]["zero3"]["error"].startswith("budget")
+
+
+@pytest.mark.benchmark  # two train.py runs and a deepspeed launch: minutes on 2 cores
+def test_run_and_zero3_sections_on_the_tiny_model(gpu_check, workdir, tmp_path):
+    overrides = [a for o in common_overrides(workdir) for a in ("--override", o)]
+    results = cpu_main(gpu_check, tmp_path, "--sections", "run,zero3", *overrides)
+    assert {s: v["status"] for s, v in results["sections"].items()} == {"run": "ok", "zero3": "ok"}
+    run = results["run"]
+    assert run["steps"] == 4 and run["num_beams"] == 4 and run["approx_tokens_per_s"] > 0 and run["peak_memory_gb"] > 0
+    assert set(run["subsets"]) == {"boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"}
+    assert "average" in run["table"] and "model=tiny" in run["command"]
+    zero3 = results["zero3"]
+    assert zero3["zero3_ds_config"].endswith("zero3.json") and len(zero3["losses"]["zero3"]) == 4
+    assert zero3["ok"] and zero3["max_abs_diff"] <= 1e-4
