@@ -239,7 +239,7 @@ def model_speed(args) -> dict:
 def train_command(args, overrides: list[str], zero3: bool = False) -> list[str]:
     if not zero3:
         return [sys.executable, "train.py", *overrides]
-    from hira.training.distributed import free_port
+    from hira.distributed import free_port
 
     # the launcher as a module: works where pip put its `deepspeed` script off PATH (a --target install)
     return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port",

@@ -76,6 +76,13 @@ def test_correctness_fails_on_a_broken_op(gpu_check, monkeypatch):
     assert shape["grads"]["y"]["ok"] and shape["grads"]["dA"]["ok"] and shape["grads"]["dB"]["ok"]
 
 
+def test_zero3_runs_through_the_launcher_module(gpu_check):
+    args = gpu_check.parse_args(["--device", "cpu", "--small"])
+    cmd = gpu_check.train_command(args, ["hardware=cpu_zero3"], zero3=True)
+    assert cmd[1:6] == ["-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port"]
+    assert int(cmd[6]) > 0 and cmd[7:] == ["train.py", "hardware=cpu_zero3"]
+
+
 def test_sections_past_the_budget_are_skipped(gpu_check, tmp_path):
     results = cpu_main(gpu_check, tmp_path, "--budget-s", "0")
     assert [s["status"] for s in results["sections"].values()] == ["skipped"] * len(gpu_check.SECTIONS)
