@@ -54,7 +54,7 @@ def workdir(tmp_path_factory):
 
 
 def common_overrides(workdir: Path) -> list[str]:
-    return TEST_TINY + [f"model.path={workdir / 'tiny'}", f"task.data_dir={workdir / 'data'}",
+    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={workdir / 'data'}",
                         "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6",
                         "task.val_size=48", "train.global_batch_size=8", "hardware.micro_batch_size=4",
                         "train.warmup_steps=5", "method.params.r=4"]

@@ -20,7 +20,7 @@ from hira.errors import UserError
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 LOSS_ON = ("response", "full")
-CACHE_VERSION = 1  # bump when the encoding below changes
+CACHE_VERSION = 2  # bump when the encoding below changes (2: prompt and response tokenized apart)
 
 
 def check_loss_on(loss_on: str) -> None:
@@ -28,9 +28,9 @@ def check_loss_on(loss_on: str) -> None:
         raise UserError(f"task.loss_on={loss_on!r}; valid: {', '.join(LOSS_ON)}")
 
 
-def encode_ids(prompt_ids: list, full_ids: list, eos_id: int, cutoff_len: int, loss_on: str) -> dict:
-    """Prompt + output + EOS, truncated to cutoff_len; with loss_on=response the prompt is masked out of the loss."""
-    full_ids = full_ids + [eos_id]
+def encode_ids(prompt_ids: list, response_ids: list, eos_id: int, cutoff_len: int, loss_on: str) -> dict:
+    """Prompt + response + EOS, truncated to cutoff_len; with loss_on=response the prompt is masked out of the loss."""
+    full_ids = prompt_ids + response_ids + [eos_id]
     ids = full_ids[:cutoff_len]
     labels = list(ids)
     if loss_on == "response":
@@ -41,20 +41,30 @@ def encode_ids(prompt_ids: list, full_ids: list, eos_id: int, cutoff_len: int, l
             "lost_response": truncated and all(label == IGNORE_INDEX for label in labels)}
 
 
-def encode_example(tokenizer, record: dict, cutoff_len: int, loss_on: str = "response") -> dict:
-    check_loss_on(loss_on)
-    prompt = alpaca_prompt(record["instruction"], record.get("input", ""))
-    return encode_ids(tokenizer(prompt)["input_ids"], tokenizer(prompt + record["output"])["input_ids"],
-                      tokenizer.eos_token_id, cutoff_len, loss_on)
+def prompt_and_response_ids(tokenizer, prompts: list[str], responses: list[str]) -> tuple[list, list]:
+    """Token ids of the prompts (with the tokenizer's BOS, if it adds one) and of the responses (no specials).
+
+    Tokenized apart, not as one string: a BPE merge across the boundary ("\n" + " x" -> "\n " + "x") would put a
+    response character into the last prompt token. Apart, the prompt ids are exactly those the model sees at
+    generation time, and the loss mask covers the prompt tokens exactly.
+    """
+    prompt_ids = tokenizer(prompts)["input_ids"]
+    response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
+    return prompt_ids, response_ids
 
 
 def encode_batch(tokenizer, batch: dict, cutoff_len: int, loss_on: str) -> dict:
-    """encode_example over a column batch (one tokenizer call per column: fast tokenizers batch in Rust)."""
+    """Encoded training examples for a column batch (one tokenizer call per column: fast tokenizers batch in Rust)."""
+    check_loss_on(loss_on)
     prompts = [alpaca_prompt(i, x) for i, x in zip(batch["instruction"], batch["input"])]
-    prompt_ids = tokenizer(prompts)["input_ids"]
-    full_ids = tokenizer([p + o for p, o in zip(prompts, batch["output"])])["input_ids"]
-    rows = [encode_ids(p, f, tokenizer.eos_token_id, cutoff_len, loss_on) for p, f in zip(prompt_ids, full_ids)]
+    prompt_ids, response_ids = prompt_and_response_ids(tokenizer, prompts, batch["output"])
+    rows = [encode_ids(p, r, tokenizer.eos_token_id, cutoff_len, loss_on) for p, r in zip(prompt_ids, response_ids)]
     return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+def encode_example(tokenizer, record: dict, cutoff_len: int, loss_on: str = "response") -> dict:
+    batch = {"instruction": [record["instruction"]], "input": [record.get("input", "")], "output": [record["output"]]}
+    return {k: v[0] for k, v in encode_batch(tokenizer, batch, cutoff_len, loss_on).items()}
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hira.data.templates import alpaca_prompt
+from hira.data.tokenize import prompt_and_response_ids
 
 
 def batches(items: list, batch_size: int, desc: str):
@@ -39,20 +40,23 @@ def generate(model, tokenizer, prompts: list[str], num_beams: int, max_new_token
 @torch.no_grad()
 def completion_logliks(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int,
                        desc: str = "loglik") -> list[float]:
-    """Sum of log p(completion tokens | prompt) for each (prompt, completion) pair."""
+    """Sum of log p(completion tokens | prompt) for each (prompt, completion) pair.
+
+    Prompt and completion are tokenized apart, as in training, so the scored tokens are exactly the completion's.
+    """
     tokenizer.padding_side = "right"
     model.eval()
     scores = []
     for batch in batches(pairs, batch_size, desc):
-        prompt_lens = [len(tokenizer(prompt)["input_ids"]) for prompt, _ in batch]
-        enc = tokenizer([prompt + completion for prompt, completion in batch], return_tensors="pt",
-                        padding=True).to(model.device)
+        prompt_ids, completion_ids = prompt_and_response_ids(tokenizer, *map(list, zip(*batch)))
+        enc = tokenizer.pad({"input_ids": [p + c for p, c in zip(prompt_ids, completion_ids)]},
+                            return_tensors="pt").to(model.device)
         logits = model(**enc).logits.float()
         targets = enc["input_ids"][:, 1:]
         token_logprobs = logits[:, :-1].log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
         mask = enc["attention_mask"][:, 1:].clone()
-        for row, prompt_len in enumerate(prompt_lens):
-            mask[row, : prompt_len - 1] = 0  # score the completion only: token t is predicted at position t-1
+        for row, ids in enumerate(prompt_ids):
+            mask[row, : len(ids) - 1] = 0  # score the completion only: token t is predicted at position t-1
         scores += (token_logprobs * mask).sum(-1).tolist()
     return scores
 
