@@ -1,7 +1,10 @@
-"""Atomic file writes: a reader, or a run resumed after a kill, never sees half a file."""
+"""Atomic file writes (a reader, or a run resumed after a kill, never sees half a file) and file digests.
+
+Standard library only: scripts/gpu_check.py imports it before the project's requirements are installed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,3 +21,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1))
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (model files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

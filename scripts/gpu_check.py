@@ -35,6 +35,8 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from hira.files import sha256  # noqa: E402  (standard library only: usable before --install)
 
 # ---------------------------------------------------------------- 0. getting there: wheels and SmolLM2 in pieces
 # The GPU image has torch, transformers, peft (some version) and safetensors but not these project requirements
@@ -49,15 +51,6 @@ PART_BYTES = 48 * 2**20
 MANIFEST = "manifest.json"
 SITE = Path("/tmp/gpu_check_site")
 
-
-def sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pip(*argv: str) -> None:

