@@ -30,7 +30,7 @@ def main(cfg) -> None:
     if cfg.evaluate_after_training and distributed.is_main():
         from hira.evaluation.evaluator import evaluate_run
 
-        evaluate_run(run_dir, "best")
+        evaluate_run(run_dir, "best", limit=cfg.get("eval_limit"))
 
 
 if __name__ == "__main__":

@@ -25,3 +25,18 @@ def check_group_choices(args: list[str], config_dir: Path = CONFIG_DIR) -> None:
         for choice in value.split(","):
             if choice not in valid:
                 raise UserError(f"unknown {key} {choice!r}; valid: {', '.join(valid)} (configs/{key}/*.yaml)")
+
+
+def given_keys(args: list[str]) -> set[str]:
+    return {arg.partition("=")[0].lstrip("+~") for arg in args if "=" in arg}
+
+
+def check_eval_args(args: list[str]) -> None:
+    """eval.py scores a training run (run_dir=) or a model (model= with task=); anything else is one line."""
+    keys = given_keys(args)
+    if "model" in keys and "task" not in keys:
+        raise UserError("model= needs task=<name> too: the test sets to score the model on "
+                        f"(valid: {', '.join(group_options('task'))})")
+    if "model" not in keys and "run_dir" not in keys:
+        raise UserError("give run_dir=<a folder made by train.py> to score its checkpoints, or model=<name> "
+                        "task=<name> to score a model no run made (its base, adapter=<peft folder>)")

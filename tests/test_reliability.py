@@ -106,10 +106,10 @@ def test_same_seed_same_bytes_and_data_seed_only_moves_the_order(train_here, wor
 def test_nonfinite_validation_loss_stops_naming_step_and_last_good_checkpoint(train_here, tmp_path):
     # warmup makes step 1's learning rate 0; step 2's huge update breaks the weights themselves
     with pytest.raises(guard.NonFiniteError) as err:
-        train_here(tmp_path / "run", "method.lr=1e30", "train.max_steps=3", "train.eval_steps=1")
+        train_here(tmp_path / "run", "train.lr=1e30", "train.max_steps=3", "train.eval_steps=1")
     message = str(err.value)
     assert message.startswith("step 2: non-finite validation loss, training stopped") and "\n" not in message
-    assert "last good checkpoint is step_1" in message and "method.lr" in message
+    assert "last good checkpoint is step_1" in message and "train.lr" in message
     events = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert events[-1]["event"] == "nonfinite" and events[-1]["step"] == 2
     ckpts = tmp_path / "run" / "checkpoints"

@@ -17,7 +17,7 @@ def run(script, *overrides, cwd=ROOT):
 def test_train_then_eval(workdir):
     run_dir = workdir / "run_e2e"
     proc = run("train.py", *common_overrides(workdir), f"run_dir={run_dir}", "task.epochs=2", "train.eval_steps=40",
-               "method.lr=3e-2")
+               "train.lr=3e-2")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     last = (60 * 8 - 48) // 8 * 2  # (train examples // global batch) × epochs

@@ -85,6 +85,8 @@ def load_task(task_cfg, with_tests: bool = True) -> TaskData:
     train_file = data_dir / task_cfg.train_file
     records = load_records(train_file, task_cfg.name, prepare_hint(task_cfg))
     train, val = commonsense.split_train_val(records, task_cfg.val_size, task_cfg.split_seed)
+    if task_cfg.get("train_limit"):  # a random subset (the split shuffled): short runs on the real files
+        train = train[: task_cfg.train_limit]
     tests = {}
     if with_tests:
         for subset in task_cfg.test_subsets:

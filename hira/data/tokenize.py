@@ -82,7 +82,8 @@ def cache_key(tokenizer, train_file: Path, task_cfg) -> str:
     settings = {"tokenizer": tokenizer_fingerprint(tokenizer), "eos": tokenizer.eos_token_id,
                 "file": [str(Path(train_file).resolve()), stat.st_size, stat.st_mtime_ns],
                 "cutoff_len": task_cfg.cutoff_len, "loss_on": task_cfg.loss_on, "val_size": task_cfg.val_size,
-                "split_seed": task_cfg.split_seed, "templates": [NO_INPUT, WITH_INPUT], "version": CACHE_VERSION}
+                "split_seed": task_cfg.split_seed, "train_limit": task_cfg.get("train_limit"),
+                "templates": [NO_INPUT, WITH_INPUT], "version": CACHE_VERSION}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -16,6 +16,7 @@ import jsonlines
 from omegaconf import OmegaConf
 
 from hira.adapters import merge
+from hira.cli import CONFIG_DIR
 from hira.data.tasks import load_task
 from hira.files import write_json_atomic
 from hira.errors import UserError
@@ -126,10 +127,8 @@ def checkpoint_average(scores: dict) -> float | None:
     return average
 
 
-def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
-    load_adapter(model, ckpt, run_cfg)
-    merge(model)  # decode at base-model speed
-    out_dir = Path(run_cfg.run_dir) / "predictions" / ckpt.name
+def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path) -> dict:
+    """Score a ready model on every test subset; per-example rows go to out_dir/<subset>.jsonl."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {}
     for subset, records in tests.items():
@@ -138,12 +137,18 @@ def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval
             rows, scores[subset] = score_by_loglik(model, tokenizer, subset, records, prompts, eval_cfg.batch_size)
         else:
             generations = generate(model, tokenizer, prompts, eval_cfg.num_beams, eval_cfg.max_new_tokens,
-                                   eval_cfg.batch_size, desc=f"{ckpt.name} {subset}")
+                                   eval_cfg.batch_size, desc=f"{out_dir.name} {subset}")
             rows, scores[subset] = score_generations(subset, records, generations, prompts,
                                                      BertScoreConfig(**eval_cfg.bertscore))
         with jsonlines.open(out_dir / f"{subset}.jsonl", "w") as f:
             f.write_all(rows)
     return scores
+
+
+def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
+    load_adapter(model, ckpt, run_cfg)
+    merge(model)  # decode at base-model speed
+    return score_model(model, tokenizer, tests, eval_cfg, Path(run_cfg.run_dir) / "predictions" / ckpt.name)
 
 
 def training_finished(run_dir: Path) -> bool:
@@ -177,14 +182,45 @@ def watch_checkpoints(run_dir: Path, score, already_scored=(), poll_s: float = 3
         time.sleep(poll_s)
 
 
-def eval_settings(run_cfg, overrides: dict):
-    eval_cfg = OmegaConf.create({"num_beams": run_cfg.task.num_beams, "max_new_tokens": run_cfg.task.max_new_tokens,
-                                 "batch_size": 16, "subsets": None, "limit": None, "mode": "generate", "device": None,
-                                 "bertscore": {"model": "roberta-large", "num_layers": 17, "batch_size": 64}})
+EVAL_KEYS = ("batch_size", "num_beams", "max_new_tokens", "subsets", "limit", "device")
+
+
+def eval_settings(task_cfg, overrides: dict):
+    """The settings of configs/eval.yaml (their one home) with `overrides`; null beams and tokens: the task's."""
+    defaults = OmegaConf.load(CONFIG_DIR / "eval.yaml")
+    eval_cfg = OmegaConf.create({**{k: defaults[k] for k in EVAL_KEYS}, "mode": defaults.eval.mode,
+                                 "bertscore": defaults.eval.bertscore})
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
+    eval_cfg.num_beams = eval_cfg.num_beams or task_cfg.num_beams
+    eval_cfg.max_new_tokens = eval_cfg.max_new_tokens or task_cfg.max_new_tokens
     if eval_cfg.mode not in MODES:
-        raise UserError(f"mode={eval_cfg.mode}: valid modes are {', '.join(MODES)}")
+        raise UserError(f"eval.mode={eval_cfg.mode}: valid modes are {', '.join(MODES)}")
     return eval_cfg
+
+
+def select_tests(task_cfg, eval_cfg) -> dict:
+    """The task's test subsets (eval_cfg.subsets, first eval_cfg.limit examples), each one we can score."""
+    tests = load_task(task_cfg).tests
+    if eval_cfg.subsets:
+        unknown = sorted(set(eval_cfg.subsets) - set(tests))
+        if unknown:
+            raise UserError(f"subsets: {', '.join(unknown)} not among the task's test sets {', '.join(tests)}")
+        tests = {s: tests[s] for s in eval_cfg.subsets}
+    if eval_cfg.limit:
+        tests = {s: recs[: eval_cfg.limit] for s, recs in tests.items()}
+    for subset in tests:
+        subset_kind(subset)  # fail before any decoding on a subset we cannot score
+    return tests
+
+
+def scores_entry(scores: dict, eval_cfg) -> dict:
+    """One scored checkpoint (or model) as scores.json keeps it."""
+    return {"subsets": scores, "num_beams": eval_cfg.num_beams, "mode": eval_cfg.mode,
+            "average": checkpoint_average(scores)}
+
+
+def print_scores(where, name: str, scores: dict, eval_cfg) -> None:
+    print(f"\n{where} [{name}] mode={eval_cfg.mode} beam={eval_cfg.num_beams}\n{format_table(scores)}", flush=True)
 
 
 def wait_for_config(config_file: Path, watch: bool, poll_s: float, timeout_s: float | None) -> None:
@@ -206,15 +242,9 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     run_dir = Path(run_dir)
     wait_for_config(run_dir / "config.yaml", watch, poll_s, watch_timeout_s)
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
-    eval_cfg = eval_settings(run_cfg, overrides)
+    eval_cfg = eval_settings(run_cfg.task, overrides)
     chosen = [] if watch else select_checkpoints(run_dir / "checkpoints", checkpoints)  # fail before loading data
-    tests = load_task(run_cfg.task).tests
-    if eval_cfg.subsets:
-        tests = {s: tests[s] for s in eval_cfg.subsets}
-    if eval_cfg.limit:
-        tests = {s: recs[: eval_cfg.limit] for s, recs in tests.items()}
-    for subset in tests:
-        subset_kind(subset)  # fail before any decoding on a subset we cannot score
+    tests = select_tests(run_cfg.task, eval_cfg)
 
     scores_file = run_dir / "scores.json"
     all_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
@@ -222,14 +252,12 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     def score(ckpt: Path) -> None:
         model, tokenizer = load_adapted_model(run_cfg, eval_cfg.device or run_cfg.hardware.device)
         scores = evaluate_checkpoint(model, tokenizer, run_cfg, ckpt, tests, eval_cfg)
-        all_scores[ckpt.name] = {"subsets": scores, "num_beams": eval_cfg.num_beams, "mode": eval_cfg.mode,
-                                 "average": checkpoint_average(scores)}
+        all_scores[ckpt.name] = scores_entry(scores, eval_cfg)
         mark = select_best(run_dir, all_scores) if watch else (ckpt.name if checkpoints == "best" else None)
         if mark:
             all_scores["best"] = {"checkpoint": mark, **all_scores[mark]}
         write_json_atomic(scores_file, all_scores)
-        print(f"\n{run_dir} [{ckpt.name}] mode={eval_cfg.mode} beam={eval_cfg.num_beams}\n{format_table(scores)}",
-              flush=True)
+        print_scores(run_dir, ckpt.name, scores, eval_cfg)
 
     if watch:
         already = [name for name in all_scores if name != "best"]

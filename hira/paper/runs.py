@@ -50,20 +50,21 @@ class Run:
     method: str
     params: str                 # params_label
     modules: str                # modules_label
-    lr: float
-    batch: int
+    lr: float | None            # None for scoring-only runs (nothing trained)
+    batch: int | None
     seed: int
     hardware: str
     experiment: str | None
     scores: dict = field(default_factory=dict)   # column -> value on the paper's 0-100 scale ({} if not scored)
     subsets: tuple = ()                          # the test subsets scored
+    scoring: str = "generate"                    # how the best checkpoint was scored: generate | loglik
     peak_memory_gb: float | None = None
     train_time_s: float | None = None
 
     @property
     def group(self) -> tuple:
         """Runs that differ only in their seed are averaged together."""
-        return (self.task, self.model, self.method, self.params, self.modules, self.lr, self.batch)
+        return (self.task, self.model, self.method, self.params, self.modules, self.lr, self.batch, self.scoring)
 
     @property
     def label(self) -> str:
@@ -86,17 +87,26 @@ def best_scores(scores_json: dict) -> tuple[dict, tuple]:
     return flat, tuple(best["subsets"])
 
 
+def optional_number(cfg, key: str, kind):
+    value = OmegaConf.select(cfg, key)
+    return None if value is None else kind(value)
+
+
 def load_run(run_dir: Path) -> Run:
+    """A training run, or a scoring-only run of eval.py (base model, peft folder: no training settings)."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    end = [e for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "end"]
+    metrics = run_dir / "metrics.jsonl"
+    end = [e for e in read_metrics(metrics) if e["event"] == "end"] if metrics.is_file() else []
     scores_file = run_dir / "scores.json"
-    scores, subsets = best_scores(json.loads(scores_file.read_text())) if scores_file.is_file() else ({}, ())
+    scores_json = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+    scores, subsets = best_scores(scores_json)
     method = cfg.method
     return Run(path=run_dir, task=cfg.task.name, model=cfg.model.name, method=method.name,
-               params=params_label(method_params(method)),
-               modules=modules_label(method.get("target_modules")), lr=float(cfg.train.lr),
-               batch=int(cfg.train.global_batch_size), seed=int(cfg.seed), hardware=cfg.hardware.name,
+               params=params_label(method_params(method)), modules=modules_label(method.get("target_modules")),
+               lr=optional_number(cfg, "train.lr", float), batch=optional_number(cfg, "train.global_batch_size", int),
+               seed=int(cfg.get("seed", 0)), hardware=OmegaConf.select(cfg, "hardware.name", default="-"),
                experiment=cfg.get("experiment"), scores=scores, subsets=subsets,
+               scoring=scores_json.get("best", {}).get("mode", "generate"),
                peak_memory_gb=end[-1].get("peak_memory_gb") if end else None,
                train_time_s=end[-1].get("train_time_s") if end else None)
 
@@ -109,7 +119,7 @@ def find_runs(root: Path) -> list[Run]:
     runs = []
     for config in sorted(root.rglob("config.yaml")):
         run_dir = config.parent
-        if (run_dir / "metrics.jsonl").is_file():
+        if (run_dir / "metrics.jsonl").is_file() or (run_dir / "scores.json").is_file():
             run = load_run(run_dir)
             if run.scores or run.train_time_s is not None:
                 runs.append(run)

@@ -23,7 +23,7 @@ MISSING = "—"
 REFERENCE_MODEL = "llama3_8b"
 MODEL_NAMES = {"llama3_8b": "Llama-3-8B", "llama2_7b": "Llama-2-7B"}
 # The paper's row order; methods it does not list come after, alphabetically.
-METHOD_ORDER = ["full", "prompt_tuning", "p_tuning", "lora", "dora", "vera", "mora", "rasa", "lora_dash",
+METHOD_ORDER = ["base", "full", "prompt_tuning", "p_tuning", "lora", "dora", "vera", "mora", "rasa", "lora_dash",
                 "hira_rand", "hilora", "hira"]
 PLACEMENT_ORDER = ["FC+QKV", "FC", "QV", "QKV", "QK", "V", "Q", "K"]  # Table 5
 
@@ -84,7 +84,8 @@ def row_order(row: Row) -> tuple:
     run = row.first
     placement = run.modules if run else ""
     placement = PLACEMENT_ORDER.index(placement) if placement in PLACEMENT_ORDER else len(PLACEMENT_ORDER)
-    return (method, row.method, _rank_numbers(row.params), placement, run.lr if run else 0, run.batch if run else 0)
+    return (method, row.method, _rank_numbers(row.params), placement, (run.lr or 0) if run else 0,
+            (run.batch or 0) if run else 0)
 
 
 def group_rows(runs: list[Run], extra_key=()) -> list[Row]:
@@ -120,7 +121,7 @@ class Table:
     label_keys: list                   # run attributes shown as label columns beside method and r
 
 
-LABELS = {"modules": "modules", "lr": "lr", "batch": "batch", "hardware": "hardware"}
+LABELS = {"modules": "modules", "lr": "lr", "batch": "batch", "hardware": "hardware", "scoring": "scoring"}
 
 
 def varying(rows: list[Row], keys) -> list[str]:
@@ -152,7 +153,7 @@ def build_tables(runs: list[Run], paper: dict | None = None) -> list[Table]:
     for name in ("table1", "table2", "table3"):
         if name in by_table:
             sections = model_sections(by_table[name], paper, name)
-            tables.append(Table(name, TITLES[name], COLUMNS[name], sections, ["modules", "lr", "batch"]))
+            tables.append(Table(name, TITLES[name], COLUMNS[name], sections, ["modules", "lr", "batch", "scoring"]))
     commonsense = by_table.get("table1", [])
     average = [("average", "Avg.")]
     if any(r.method == "hira_rand" for r in commonsense):
@@ -229,8 +230,8 @@ def cell_parts(row: Row, key: str) -> tuple[str, str | None]:
 
 def label_cells(row: Row, label_keys: list) -> list[str]:
     run = row.first
-    return [row.method, row.params or MISSING, *(str(getattr(run, k)) if run else MISSING for k in label_keys),
-            str(len(row.runs))]
+    values = [getattr(run, k) if run else None for k in label_keys]  # scoring-only runs have no lr or batch
+    return [row.method, row.params or MISSING, *(MISSING if v is None else str(v) for v in values), str(len(row.runs))]
 
 
 def to_markdown(table: Table) -> str:

@@ -49,4 +49,4 @@ def nonfinite_error(step: int, what: str, last_good: str | None, run_dir) -> Non
     where = (f"the last good checkpoint is {last_good} (rerun with run_dir={run_dir} to resume from it)"
              if last_good else "no checkpoint was saved yet")
     return NonFiniteError(f"step {step}: non-finite {what}, training stopped; {where}; lower the learning rate "
-                          f"(method.lr) or set train.on_nonfinite=skip to drop such steps")
+                          f"(train.lr) or set train.on_nonfinite=skip to drop such steps")

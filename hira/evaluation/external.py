@@ -1,0 +1,77 @@
+"""Scoring models no training run of ours made: the untuned base (the tables' "base" row), a peft adapter folder
+on top of it, or a merged model folder (any local causal LM, `model=hf model.path=DIR`).
+
+Each is written as a scoring-only run folder (config.yaml, scores.json, predictions/<name>/) that make_tables.py
+reads beside the training runs: the method column says `base`, or `peft_<type>` for an adapter folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from hira.errors import UserError
+from hira.evaluation.evaluator import eval_settings, print_scores, score_model, scores_entry, select_tests
+from hira.files import write_json_atomic
+from hira.models.loading import load_base_model
+
+PEFT_CONFIG = "adapter_config.json"
+
+
+def adapter_method(adapter: Path) -> dict:
+    """The method entry of a peft adapter folder's run config: name peft_<type> and its rank."""
+    config_file = Path(adapter) / PEFT_CONFIG
+    if not config_file.is_file():
+        raise UserError(f"adapter={adapter}: no {PEFT_CONFIG} there; pass a folder written by peft's "
+                        f"save_pretrained (or our export_peft)")
+    peft_cfg = json.loads(config_file.read_text())
+    params = {"r": peft_cfg["r"]} if "r" in peft_cfg else {}
+    return {"name": f"peft_{peft_cfg['peft_type'].lower()}", "adapter": str(Path(adapter).resolve()),
+            "params": params, "target_modules": peft_cfg.get("target_modules") or []}
+
+
+def load_with_adapter(model, adapter: Path):
+    """The base model with the peft adapter merged in (merging keeps decoding at base-model speed)."""
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(model, str(adapter))
+    try:
+        return peft_model.merge_and_unload()
+    except (NotImplementedError, ValueError):  # a peft type without merging decodes unmerged
+        return peft_model
+
+
+def scoring_run_config(model_cfg, task_cfg, method: dict, run_dir: Path, experiment=None):
+    return OmegaConf.create({"run_dir": str(run_dir), "experiment": experiment, "method": method,
+                             "model": OmegaConf.to_container(model_cfg, resolve=True),
+                             "task": OmegaConf.to_container(task_cfg, resolve=True)})
+
+
+def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None = None, experiment=None,
+                   **overrides) -> dict:
+    """Score the base model of model_cfg (with a peft adapter folder merged in, if given) on task_cfg's tests.
+
+    Writes run_dir/config.yaml and scores.json ({name: entry, "best": entry}, name "base" or "adapter"); an
+    existing scores.json keeps its other entries. Returns the entry.
+    """
+    run_dir = Path(run_dir)
+    method = adapter_method(Path(adapter)) if adapter else {"name": "base"}
+    eval_cfg = eval_settings(task_cfg, overrides)
+    tests = select_tests(task_cfg, eval_cfg)  # bad data fails before the model loads
+    model, tokenizer = load_base_model(model_cfg, eval_cfg.device or "cpu")
+    if adapter:
+        model = load_with_adapter(model, Path(adapter))
+    name = "adapter" if adapter else "base"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_cfg = scoring_run_config(model_cfg, task_cfg, method, run_dir, experiment)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg))
+    scores = score_model(model, tokenizer, tests, eval_cfg, run_dir / "predictions" / name)
+    scores_file = run_dir / "scores.json"
+    all_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+    all_scores[name] = scores_entry(scores, eval_cfg)
+    all_scores["best"] = {"checkpoint": name, **all_scores[name]}
+    write_json_atomic(scores_file, all_scores)
+    print_scores(run_dir, name, scores, eval_cfg)
+    return all_scores[name]

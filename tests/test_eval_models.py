@@ -1,0 +1,92 @@
+"""eval.py beyond training runs: the untuned base model (the tables' base row) and a peft adapter folder."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, TEST_TINY
+from omegaconf import OmegaConf
+
+from hira.adapters import apply, export_peft, merge
+from hira.evaluation.evaluator import eval_settings, score_model, select_tests
+from hira.evaluation.external import evaluate_model
+from hira.models.loading import load_base_model
+from hira.paper.tables import make_tables
+
+SUBSETS = ["boolq", "piqa"]
+
+
+def eval_cli(*overrides):
+    return subprocess.run([sys.executable, str(ROOT / "eval.py"), *map(str, overrides)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def tiny_settings(workdir) -> list[str]:
+    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={workdir / 'data'}",
+                        "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cfgs(workdir):
+    """(model config, task config) of the session's tiny test model and synthetic data, as eval.py composes them."""
+    dotlist = [s.partition("model.")[2] for s in tiny_settings(workdir) if s.startswith("model.")]
+    model_cfg = OmegaConf.merge(OmegaConf.load(ROOT / "configs/model/tiny.yaml"), OmegaConf.from_dotlist(dotlist))
+    task_cfg = OmegaConf.load(ROOT / "configs/task/synthetic.yaml").task
+    task_cfg.merge_with(OmegaConf.from_dotlist([s.partition("task.")[2] for s in tiny_settings(workdir)
+                                                if s.startswith("task.")]))
+    return model_cfg, task_cfg
+
+
+def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
+    out = tmp_path / "scored" / "base_tiny"
+    proc = eval_cli("model=tiny", "task=synthetic", *tiny_settings(workdir), f"run_dir={out}", "limit=4",
+                    "num_beams=2", f"subsets=[{','.join(SUBSETS)}]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["best"]["checkpoint"] == "base" and set(scores["base"]["subsets"]) == set(SUBSETS)
+    assert all(scores["base"]["subsets"][s]["n"] == 4 for s in SUBSETS)
+    assert len((out / "predictions" / "base" / "piqa.jsonl").read_text().splitlines()) == 4
+    assert OmegaConf.load(out / "config.yaml").method.name == "base"
+    markdown, _ = make_tables(tmp_path / "scored")
+    base_rows = [line for line in markdown.splitlines() if line.startswith("| base |")]
+    assert len(base_rows) == 1  # one row, beside the paper's rows, with the base model's own numbers
+    assert f"{100 * scores['base']['subsets']['piqa']['accuracy']:.2f}" in base_rows[0]
+
+
+def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
+    model_cfg, task_cfg = tiny_cfgs
+    model, tokenizer = load_base_model(model_cfg)
+    torch.manual_seed(0)
+    model = apply(model, "lora", ["q_proj", "v_proj", "up_proj"], r=4, alpha=8, dropout=0.0)
+    with torch.no_grad():  # B starts at zero: give the adapter an effect the decoding can see
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.3)
+    export_peft(model, tmp_path / "adapter")
+    settings = {"limit": 6, "num_beams": 2, "subsets": SUBSETS}
+    ours = score_model(merge(model), tokenizer, select_tests(task_cfg, eval_settings(task_cfg, settings)),
+                       eval_settings(task_cfg, settings), tmp_path / "ours")
+    entry = evaluate_model(model_cfg, task_cfg, tmp_path / "peft_run", adapter=tmp_path / "adapter", **settings)
+    assert entry["subsets"] == ours
+    for subset in SUBSETS:  # the same text decoded, question by question
+        assert ((tmp_path / "peft_run" / "predictions" / "adapter" / f"{subset}.jsonl").read_text()
+                == (tmp_path / "ours" / f"{subset}.jsonl").read_text())
+    tests = select_tests(task_cfg, eval_settings(task_cfg, settings))
+    score_model(load_base_model(model_cfg)[0], tokenizer, tests, eval_settings(task_cfg, settings), tmp_path / "base")
+    generations = [[json.loads(line)["generation"] for line in (tmp_path / run / "piqa.jsonl").open()]
+                   for run in ("ours", "base")]
+    assert generations[0] != generations[1]  # the adapter really changes what is decoded
+    method = OmegaConf.load(tmp_path / "peft_run" / "config.yaml").method
+    assert method.name == "peft_lora" and method.params.r == 4
+
+
+@pytest.mark.parametrize("args, says", [
+    ([], "give run_dir="),
+    (["model=tiny"], "model= needs task="),
+])
+def test_eval_needs_a_run_or_a_model_in_one_line(args, says):
+    proc = eval_cli(*args)
+    assert proc.returncode == 2 and says in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
