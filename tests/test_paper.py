@@ -195,8 +195,10 @@ SWEEPS = {
     "table12": {"+arm": "lora_r32,hira_r32", "seed": "1"},
     "fig6": {"method": "hira", "method.params.r": "2,4,8,16,24,28,30,32", "seed": "1"},
     "mini": {"seed": "1,2,3"},
+    "real_mini": {"method": "lora,dora,hira", "seed": "1"},
 }
-TASKS = {"table2": "convai2", "table3": "metamath", "mini": "synthetic"}
+TASKS = {"table2": "convai2", "table3": "metamath", "mini": "synthetic", "real_mini": "synthetic"}
+MODELS = {"mini": "tiny", "real_mini": "smollm2_135m"}
 
 
 def sweep_jobs(params: dict) -> list[list[str]]:
@@ -216,11 +218,11 @@ def test_experiment_config_composes_with_its_sweep(name):
         assert cfg.experiment == name
         assert {k: params[k] for k in SWEEPS[name]} == SWEEPS[name]
         assert cfg.hydra.callbacks.tables._target_ == "hira.paper.callbacks.PrintTables"
-        assert cfg.model.name == ("tiny" if name == "mini" else "llama3_8b")
+        assert cfg.model.name == MODELS.get(name, "llama3_8b")
         jobs = sweep_jobs(params)
         composed = [compose("train", overrides=[f"+experiment={name}", *job]) for job in jobs]
     n_jobs = {"table1": 70, "table2": 15, "table3": 35, "table4": 2, "table5": 8, "table6": 7, "table12": 2,
-              "fig6": 8, "mini": 36}[name]
+              "fig6": 8, "mini": 36, "real_mini": 3}[name]
     assert len(jobs) == n_jobs
     for job_cfg in composed:
         assert job_cfg.experiment == name and job_cfg.task.name == TASKS.get(name, "commonsense")
