@@ -9,6 +9,7 @@ import sys
 
 import hydra
 
+from hira.adapters.params import check_method_overrides
 from hira.cli import check_group_choices
 from hira.errors import report_user_errors
 
@@ -36,4 +37,5 @@ def main(cfg) -> None:
 if __name__ == "__main__":
     sys.argv = strip_launcher_args(sys.argv)
     report_user_errors(check_group_choices)(sys.argv[1:])
+    report_user_errors(check_method_overrides)(sys.argv[1:])
     main()

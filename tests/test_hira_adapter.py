@@ -102,7 +102,7 @@ def test_only_adapters_train_and_counts(llama):
 def test_bad_targets_and_rank_are_clear(llama):
     with pytest.raises(AdapterConfigError, match="gate_projx.*linear layers are"):
         apply(copy.deepcopy(llama), "hira", ["gate_projx"], r=4)
-    with pytest.raises(AdapterConfigError, match="method.r=0"):
+    with pytest.raises(AdapterConfigError, match="method.params.r=0"):
         apply(copy.deepcopy(llama), "hira", ["q_proj"], r=0)
     with pytest.raises(AdapterConfigError, match="unknown method 'nope'"):
         apply(llama, "nope", ["q_proj"])

@@ -179,7 +179,7 @@ def test_bad_targets_and_ranks(llama):
     with pytest.raises(UserError, match=r"target_modules: o_prj not in the model; its linear layers are .*q_proj"):
         apply(llama, "hira", ["q_proj", "o_prj"], r=2)
     for r in (0, -1, 17):  # the tiny Llama's k_proj is 16×32
-        with pytest.raises(UserError, match=rf"method.r={r} must be in 1..16 for a 16×32 layer"):
+        with pytest.raises(UserError, match=rf"method.params.r={r} must be in 1..16 for a 16×32 layer"):
             apply(llama, "hira", ["k_proj"], r=r)
 
 

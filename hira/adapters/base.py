@@ -9,10 +9,17 @@ directions) and `on_step` (called after every optimizer step: LoRA-Dash's phase 
 
 Methods that are not linear wrappers (prompt tuning, P-tuning, full fine-tuning) register a model-level
 function with `register_model_method` instead: it receives the whole model and returns the model to train.
+
+A method's parameters are declared once, by its constructor's (or model-level function's) typed signature after
+the layer (or the model and target modules); arguments its `layer_kwargs` computes are listed in `computed_args`.
+`apply` checks the parameters it is given against that declaration before it touches the model.
 """
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from typing import Callable
 
 import torch
@@ -23,6 +30,10 @@ from hira.errors import UserError
 
 METHODS: dict[str, type["AdapterLinear"]] = {}
 MODEL_METHODS: dict[str, Callable[..., nn.Module]] = {}  # name -> fn(model, target_modules, **params) -> model
+
+
+# Options of the fused Hadamard op sit beside params in the method config (method.fused=false), not under them.
+OP_OPTIONS = ("fused", "fused_chunk_elems")
 
 
 class AdapterConfigError(UserError):
@@ -54,6 +65,7 @@ class AdapterLinear(nn.Module):
 
     method = "base"
     state_buffers: tuple[str, ...] = ()  # buffers saved and loaded with the trainable weights
+    computed_args: tuple[str, ...] = ()  # constructor arguments layer_kwargs supplies: not config keys
 
     def __init__(self, base_layer: nn.Linear):
         super().__init__()
@@ -115,6 +127,74 @@ def linear_module_names(model: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
 
 
+def config_key(name: str) -> str:
+    """Parameter `name` as a user writes it: method.params.r, or method.fused for the op options beside params."""
+    return f"method.{name}" if name in OP_OPTIONS else f"method.params.{name}"
+
+
+def declared_params(method: str) -> dict[str, inspect.Parameter]:
+    """The method's parameters by name, their annotations resolved to types; default `inspect.Parameter.empty`
+    marks a required one."""
+    if method in MODEL_METHODS:
+        fn, computed = MODEL_METHODS[method], ()
+    else:
+        fn, computed = METHODS[method].__init__, METHODS[method].computed_args
+    hints = typing.get_type_hints(fn)
+    after_the_layer = list(inspect.signature(fn).parameters.values())[2:]  # (self, base_layer) or (model, targets)
+    return {p.name: p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in after_the_layer if p.name not in computed}
+
+
+def type_name(annotation) -> str:
+    """int, float or null, ... as a config value's type reads in an error message."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        names = [type_name(a) for a in typing.get_args(annotation) if a is not type(None)]
+        return " or ".join(names + ["null"] * (type(None) in typing.get_args(annotation)))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def fits_type(value, annotation) -> bool:
+    """Whether a config value has the declared type; an int is a valid float, a bool is no number."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(fits_type(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation in (int, float):
+        numbers = (int,) if annotation is int else (int, float)
+        return isinstance(value, numbers) and not isinstance(value, bool)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True  # an annotation this check cannot read: the method's own checks decide
+
+
+def valid_keys(declared: dict[str, inspect.Parameter]) -> str:
+    keys = [f"{config_key(name)} ({type_name(p.annotation)}{', required' if p.default is p.empty else ''})"
+            for name, p in declared.items()]
+    return ", ".join(keys) or "none (this method takes no parameters)"
+
+
+def check_param(method: str, name: str, value, declared: dict[str, inspect.Parameter]) -> None:
+    """One line naming the method, the config key, the value and what is valid, for an unknown key or a wrong type."""
+    if name not in declared:
+        problem = f"unknown key {config_key(name)}={value!r}"
+    elif not fits_type(value, declared[name].annotation):
+        problem = f"{config_key(name)}={value!r} is not of type {type_name(declared[name].annotation)}"
+    else:
+        return
+    raise AdapterConfigError(f"method={method}: {problem}; valid keys: {valid_keys(declared)}")
+
+
+def check_params(method: str, params: dict) -> None:
+    """Every given parameter declared by `method` and of its type, and every required one given."""
+    declared = declared_params(method)
+    for name, value in params.items():
+        check_param(method, name, value, declared)
+    missing = [name for name, p in declared.items() if p.default is p.empty and name not in params]
+    if missing:
+        raise AdapterConfigError(f"method={method}: {config_key(missing[0])} is required; "
+                                 f"valid keys: {valid_keys(declared)}")
+
+
 def apply(model: nn.Module, method: str, target_modules, **params) -> nn.Module:
     """Freeze the model and wrap every linear layer whose short name is in target_modules with `method`.
 
@@ -123,6 +203,7 @@ def apply(model: nn.Module, method: str, target_modules, **params) -> nn.Module:
     """
     if method not in METHODS and method not in MODEL_METHODS:
         raise AdapterConfigError(f"unknown method {method!r}; valid: {', '.join(all_methods())}")
+    check_params(method, params)
     targets = [target_modules] if isinstance(target_modules, str) else list(target_modules or [])
     missing = set(targets) - set(linear_module_names(model))
     if missing:

@@ -23,7 +23,7 @@ class HiRALinear(AdapterLinear):
                  fused_chunk_elems: int | None = DEFAULT_CHUNK_ELEMS):
         super().__init__(base_layer)
         if not 0 < r <= min(self.in_features, self.out_features):
-            raise AdapterConfigError(f"method.r={r} must be in 1..{min(self.in_features, self.out_features)} "
+            raise AdapterConfigError(f"method.params.r={r} must be in 1..{min(self.in_features, self.out_features)} "
                                      f"for a {self.out_features}×{self.in_features} layer")
         self.r, self.fused, self.fused_chunk_elems = r, fused, fused_chunk_elems
         device = base_layer.weight.device

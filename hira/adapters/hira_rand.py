@@ -28,6 +28,8 @@ def random_mask(shape: tuple[int, int], seed: int, name: str, dtype, device) -> 
 
 @register("hira_rand")
 class HiRARandLinear(AdapterLinear):
+    computed_args = ("layer_name",)  # R's seed, from layer_kwargs
+
     def __init__(self, base_layer: nn.Linear, r: int, rand_seed: int = 0, layer_name: str = "", fused: bool = True,
                  fused_chunk_elems: int | None = DEFAULT_CHUNK_ELEMS):
         super().__init__(base_layer)

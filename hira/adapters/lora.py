@@ -15,7 +15,7 @@ from torch import nn
 from hira.adapters.base import AdapterConfigError, AdapterLinear, register
 
 
-def check_rank(layer: AdapterLinear, r: int, name: str = "method.r") -> None:
+def check_rank(layer: AdapterLinear, r: int, name: str = "method.params.r") -> None:
     if not 0 < r <= min(layer.in_features, layer.out_features):
         raise AdapterConfigError(f"{name}={r} must be in 1..{min(layer.in_features, layer.out_features)} "
                                  f"for a {layer.out_features}×{layer.in_features} layer")

@@ -42,7 +42,7 @@ class MoRALinear(AdapterLinear):
         if mora_type not in TYPES:
             raise AdapterConfigError(f"method.params.mora_type={mora_type}: implemented types are {TYPES}")
         if r <= 0:
-            raise AdapterConfigError(f"method.r={r} must be positive")
+            raise AdapterConfigError(f"method.params.r={r} must be positive")
         self.r, self.mora_type = r, mora_type
         self.r_hat = mora_rank(self.in_features, self.out_features, r, mora_type)
         self.n_chunks = math.ceil(self.in_features / self.r_hat)

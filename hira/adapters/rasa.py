@@ -27,6 +27,8 @@ def shared_rank(r: int, k: int | None) -> int:
 
 @register("rasa")
 class RaSALinear(AdapterLinear):
+    computed_args = ("shared_A", "shared_B")  # the pool of its module type, from layer_kwargs
+
     def __init__(self, base_layer: nn.Linear, r: int, alpha: float | None = None, dropout: float = 0.0,
                  k: int | None = None, shared_A: nn.Parameter | None = None, shared_B: nn.Parameter | None = None):
         super().__init__(base_layer)

@@ -35,11 +35,13 @@ def shared_projections(r: int, max_in: int, max_out: int, seed: int, device) -> 
 
 @register("vera")
 class VeRALinear(AdapterLinear):
+    computed_args = ("vera_A", "vera_B")  # the projections shared by all layers, from layer_kwargs
+
     def __init__(self, base_layer: nn.Linear, r: int, d_initial: float = 0.1, dropout: float = 0.0,
                  projection_seed: int = 0, vera_A: torch.Tensor | None = None, vera_B: torch.Tensor | None = None):
         super().__init__(base_layer)
         if r <= 0:  # unlike LoRA, r may exceed the layer's dimensions: A and B are random, not learned
-            raise AdapterConfigError(f"method.r={r} must be positive")
+            raise AdapterConfigError(f"method.params.r={r} must be positive")
         if vera_A is None or vera_B is None:  # a layer built on its own: projections of exactly its shape
             vera_A, vera_B = shared_projections(r, self.in_features, self.out_features, projection_seed,
                                                 base_layer.weight.device)
