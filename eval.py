@@ -1,8 +1,11 @@
 """Score a training run's checkpoints on its test sets.  Settings: configs/eval.yaml."""
 
+import sys
+
 import hydra
 from omegaconf import OmegaConf
 
+from hira.cli import check_eval_args
 from hira.errors import report_user_errors
 
 
@@ -18,4 +21,5 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
+    report_user_errors(check_eval_args)(sys.argv[1:])  # before Hydra creates <run_dir>/eval_logs
     main()
