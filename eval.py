@@ -29,5 +29,5 @@ def main(cfg) -> None:
 
 if __name__ == "__main__":
     report_user_errors(check_group_choices)(sys.argv[1:])
-    report_user_errors(check_eval_args)(sys.argv[1:])
+    report_user_errors(check_eval_args)(sys.argv[1:])  # before Hydra creates <run_dir>/eval_logs
     main()

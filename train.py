@@ -10,7 +10,7 @@ import sys
 import hydra
 
 from hira.adapters.params import check_method_overrides
-from hira.cli import check_group_choices
+from hira.cli import check_group_choices, discard_unstarted_run_dir
 from hira.errors import report_user_errors
 
 
@@ -23,6 +23,7 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 @report_user_errors
+@discard_unstarted_run_dir  # a run stopped by its up-front checks leaves no folder
 def main(cfg) -> None:
     from hira import distributed
     from hira.training.loop import train

@@ -1,7 +1,11 @@
-"""Command-line checks that run before Hydra, whose own message for a typo is a many-line wall."""
+"""Command-line checks that run before Hydra, whose own message for a typo is a many-line wall, and the
+clean-up of a run directory Hydra created for a run that failed its up-front checks."""
 
 from __future__ import annotations
 
+import functools
+import logging
+import shutil
 from pathlib import Path
 
 from hira.errors import UserError
@@ -27,16 +31,85 @@ def check_group_choices(args: list[str], config_dir: Path = CONFIG_DIR) -> None:
                 raise UserError(f"unknown {key} {choice!r}; valid: {', '.join(valid)} (configs/{key}/*.yaml)")
 
 
-def given_keys(args: list[str]) -> set[str]:
-    return {arg.partition("=")[0].lstrip("+~") for arg in args if "=" in arg}
+def override_values(args: list[str], key: str) -> list[str] | None:
+    """The values `key=` takes on the command line (a sweep's comma list split under -m), or None if not given."""
+    multirun = "-m" in args or "--multirun" in args
+    for arg in args:
+        name, sep, value = arg.partition("=")
+        if sep and name.lstrip("+~") == key:
+            return value.split(",") if multirun else [value]
+    return None
+
+
+HELP_FLAGS = ("-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg")
 
 
 def check_eval_args(args: list[str]) -> None:
-    """eval.py scores a training run (run_dir=) or a model (model= with task=); anything else is one line."""
-    keys = given_keys(args)
-    if "model" in keys and "task" not in keys:
-        raise UserError("model= needs task=<name> too: the test sets to score the model on "
-                        f"(valid: {', '.join(group_options('task'))})")
-    if "model" not in keys and "run_dir" not in keys:
-        raise UserError("give run_dir=<a folder made by train.py> to score its checkpoints, or model=<name> "
-                        "task=<name> to score a model no run made (its base, adapter=<peft folder>)")
+    """eval.py's choice, checked before Hydra (which would otherwise print a 100-line MissingMandatoryValue or
+    create <run_dir>/eval_logs inside a mistyped folder): a training run's run_dir, or model= with task= (then
+    run_dir is the scoring run to write). watch=true may name a run whose config.yaml is to come."""
+    if any(arg in HELP_FLAGS for arg in args):
+        return
+    if override_values(args, "model"):
+        if not override_values(args, "task"):
+            raise UserError("model= needs task=<name> too: the test sets to score the model on "
+                            f"(valid: {', '.join(group_options('task'))})")
+        return
+    run_dirs = override_values(args, "run_dir")
+    if not run_dirs or not all(run_dirs):
+        raise UserError("run_dir is required: python eval.py run_dir=<a folder made by train.py> "
+                        "[checkpoints=best|all|step_N], or model=<name> task=<name> to score a model no run made")
+    if (override_values(args, "watch") or ["false"])[-1].lower() == "true":
+        return
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / "config.yaml").is_file():
+            what = "has no config.yaml" if Path(run_dir).is_dir() else "does not exist"
+            raise UserError(f"run_dir={run_dir} {what}; point run_dir at a folder made by train.py "
+                            f"(outputs/<task>/<method>/<model>/<time>_s<seed>)")
+
+
+def hydra_files() -> set[str]:
+    """The names Hydra itself writes into a job's run directory: .hydra/ and <job name>.log."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    return {name for name in (hc.output_subdir, f"{hc.job.name}.log") if name}
+
+
+def discard_unstarted_run_dir(main):
+    """On a UserError, remove the run directory when it holds only Hydra's own files.
+
+    Hydra creates the run directory before main runs; a run that fails its up-front checks (bad model path,
+    data or option) has written nothing of its own, and an empty folder beside real runs only misleads, so it
+    goes and the error is on stderr. Once the run wrote anything (config.yaml comes right after the checks) the
+    folder stays and report_user_errors appends the error to its train.log."""
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError:
+            remove_if_only_hydra_files()
+            raise
+    return wrapper
+
+
+def remove_if_only_hydra_files() -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
+    if run_dir == Path.cwd().resolve() or not run_dir.is_dir():  # ranks > 0 run in "." (train.py)
+        return
+    if {p.name for p in run_dir.iterdir()} <= hydra_files():
+        close_log_files(run_dir)
+        shutil.rmtree(run_dir)
+
+
+def close_log_files(folder: Path) -> None:
+    """Detach and close the root logger's file handlers writing into folder (before it is deleted)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).resolve().parent == folder:
+            root.removeHandler(handler)
+            handler.close()

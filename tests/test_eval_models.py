@@ -83,7 +83,7 @@ def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
 
 
 @pytest.mark.parametrize("args, says", [
-    ([], "give run_dir="),
+    ([], "run_dir is required"),
     (["model=tiny"], "model= needs task="),
 ])
 def test_eval_needs_a_run_or_a_model_in_one_line(args, says):

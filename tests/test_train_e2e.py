@@ -52,4 +52,6 @@ def test_eval_without_checkpoints_is_one_clear_line(tmp_path):
     (tmp_path / "config.yaml").write_text("task: {num_beams: 4, max_new_tokens: 8}\n")
     proc = run("eval.py", f"run_dir={tmp_path}")
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: no best-checkpoint marker") and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: checkpoints=best: run {tmp_path} has no checkpoints yet; training has not "
+                                  f"logged anything") and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr

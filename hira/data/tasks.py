@@ -87,10 +87,36 @@ def load_task(task_cfg, with_tests: bool = True) -> TaskData:
     train, val = commonsense.split_train_val(records, task_cfg.val_size, task_cfg.split_seed)
     if task_cfg.get("train_limit"):  # a random subset (the split shuffled): short runs on the real files
         train = train[: task_cfg.train_limit]
-    tests = {}
-    if with_tests:
-        for subset in task_cfg.test_subsets:
-            subset = canonical_subset(fmt, subset)
-            tests[subset] = load_records(commonsense.test_file(data_dir, subset), task_cfg.name,
-                                         prepare_hint(task_cfg, "test"))
+    tests = load_tests(task_cfg, fmt, data_dir) if with_tests else {}
     return TaskData(train, val, tests, train_file)
+
+
+def load_tests(task_cfg, fmt: str, data_dir: Path) -> dict:
+    tests = {}
+    for subset in task_cfg.test_subsets:
+        subset = canonical_subset(fmt, subset)
+        tests[subset] = cached_records(commonsense.test_file(data_dir, subset), task_cfg.name,
+                                       prepare_hint(task_cfg, "test"))
+    return tests
+
+
+_TEST_CACHE: dict = {}  # path -> ((mtime_ns, size), records): train.py checks the tests up front, then scores them
+
+
+def cached_records(path: Path, task: str, hint: str) -> list[dict]:
+    """load_records, parsed once per unchanged file in this process (a rewritten file is read again)."""
+    path = Path(path)
+    if not path.is_file():
+        return load_records(path, task, hint)  # names the missing file
+    stat, key = path.stat(), str(path.resolve())
+    version = (stat.st_mtime_ns, stat.st_size)
+    if _TEST_CACHE.get(key, (None,))[0] != version:
+        _TEST_CACHE[key] = (version, load_records(path, task, hint))
+    return list(_TEST_CACHE[key][1])
+
+
+def load_run_inputs(cfg) -> TaskData:
+    """Every data file a training run will read, checked before the model loads: the training file, the
+    validation split (task.val_size against the file) and, with evaluate_after_training, every test subset,
+    so a broken test file fails in seconds instead of after training. Errors name the file (and JSON line)."""
+    return load_task(cfg.task, with_tests=bool(cfg.get("evaluate_after_training", False)))

@@ -135,6 +135,9 @@ def best_checkpoint(ckpt_root: Path) -> Path:
 
 def select_checkpoints(ckpt_root: Path, which: str) -> list[Path]:
     """`best`, `all` or `step_<N>` -> checkpoint folders."""
+    if not list_checkpoints(ckpt_root):
+        run_dir = Path(ckpt_root).parent
+        raise UserError(f"checkpoints={which}: run {run_dir} has no checkpoints yet; {training_status(run_dir)}")
     if which == "best":
         return [best_checkpoint(ckpt_root)]
     found = list_checkpoints(ckpt_root)
@@ -142,8 +145,21 @@ def select_checkpoints(ckpt_root: Path, which: str) -> list[Path]:
         found = [p for p in found if p.name == which]
     if not found:
         raise UserError(f"checkpoints={which}: no such checkpoint in {ckpt_root} "
-                        f"(valid: best, all, or one of {[p.name for p in list_checkpoints(ckpt_root)] or 'none yet'})")
+                        f"(valid: best, all, or one of {', '.join(p.name for p in list_checkpoints(ckpt_root))})")
     return found
+
+
+def training_status(run_dir: Path) -> str:
+    """Whether training is running, ended or never started, as metrics.jsonl tells it."""
+    from hira.training.runlog import read_metrics
+
+    events = [e.get("event") for e in read_metrics(Path(run_dir) / "metrics.jsonl")]
+    if not events:
+        return "training has not logged anything (not started yet, or it failed before its first step)"
+    if "end" in events:
+        return "training ended without saving one"
+    return ("training is still running (or was stopped): metrics.jsonl has no end event; eval.py watch=true "
+            "scores each checkpoint as it appears")
 
 
 def trainer_state(ckpt: Path) -> dict:

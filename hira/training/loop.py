@@ -14,13 +14,13 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from hira.adapters import on_step
-from hira.data.tasks import load_task
+from hira.data.tasks import load_run_inputs
 from hira.data.tokenize import tokenized_splits
 from hira.errors import UserError
 from hira.models.loading import check_model_path, load_adapted_model
 from hira import distributed
 from hira.training import batches, checkpoint, engine_config, guard
-from hira.training.runlog import open_metrics, truncate_after
+from hira.training.runlog import LOGGERS, open_metrics, truncate_after
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ def check_options(cfg) -> None:
     keep = cfg.train.keep_last
     if keep is not None and (not isinstance(keep, int) or keep < 0):
         raise UserError(f"train.keep_last={keep}: give a number of checkpoints >= 1 (or null/0 to keep all)")
+    if (cfg.get("logger") or "none") not in LOGGERS:  # open_metrics checks too, but after config.yaml is written
+        raise UserError(f"logger={cfg.logger}: valid loggers are {', '.join(LOGGERS)}")
 
 
 def build_engine(cfg, model, schedule: Schedule):
@@ -173,6 +175,7 @@ def train(cfg) -> Path:
     """
     check_model_path(cfg.model)  # a missing 8B folder fails here, before any data work
     check_options(cfg)
+    data = load_run_inputs(cfg)  # training, validation and test files: a broken one fails before the model loads
     distributed.init_distributed(cfg.hardware.device)
     if cfg.hardware.torch_threads:
         torch.set_num_threads(cfg.hardware.torch_threads)
@@ -188,7 +191,6 @@ def train(cfg) -> Path:
     metrics = open_metrics(cfg, run_dir, enabled=main)  # a missing wandb fails here, before any loading
 
     model, tokenizer = load_adapted_model(cfg, cfg.hardware.device)
-    data = load_task(cfg.task, with_tests=False)
     train_set, val_set, n_trunc = tokenized_splits(tokenizer, data, cfg.task)  # cached: a rerun skips tokenizing
     schedule = Schedule.from_config(cfg, len(train_set), distributed.world_size())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
