@@ -83,7 +83,7 @@ def test_broken_test_file_stops_train_py_before_the_model_is_built(broken_piqa, 
 def test_eval_without_run_dir_is_one_line():
     proc = cli("eval.py")
     assert one_error_line(proc) == ("error: run_dir is required: python eval.py run_dir=<a folder made by train.py> "
-                                    "[checkpoints=best|all|step_N]")
+                                    "[checkpoints=best|all|step_N], or model=<name> task=<name> to score a model no run made")
     assert proc.stdout == ""
 
 
