@@ -55,19 +55,20 @@ class Run:
     seed: int
     hardware: str
     experiment: str | None
+    loss_on: str = "response"   # task.loss_on: the tokens the loss is taken on (response | full)
     scores: dict = field(default_factory=dict)   # column -> value on the paper's 0-100 scale ({} if not scored)
     subsets: tuple = ()                          # the test subsets scored
-    peak_memory_gb: float | None = None
-    train_time_s: float | None = None
+    peak_memory_gb: float | None = None         # the run's, over every process that trained it
+    train_time_s: float | None = None           # summed over those processes
 
     @property
     def group(self) -> tuple:
         """Runs that differ only in their seed are averaged together."""
-        return (self.task, self.model, self.method, self.params, self.modules, self.lr, self.batch)
+        return (self.task, self.model, self.method, self.params, self.modules, self.lr, self.batch, self.loss_on)
 
     @property
     def label(self) -> str:
-        return " ".join(x for x in (self.method, self.params) if x)
+        return " ".join(x for x in (self.method, self.params, f"loss on {self.loss_on}") if x)
 
 
 def best_scores(scores_json: dict) -> tuple[dict, tuple]:
@@ -88,6 +89,7 @@ def best_scores(scores_json: dict) -> tuple[dict, tuple]:
 
 def load_run(run_dir: Path) -> Run:
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    # the last "end" event holds the run's totals (train.py carries them across resumes; eval.py never writes here)
     end = [e for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "end"]
     scores_file = run_dir / "scores.json"
     scores, subsets = best_scores(json.loads(scores_file.read_text())) if scores_file.is_file() else ({}, ())
@@ -96,7 +98,8 @@ def load_run(run_dir: Path) -> Run:
                params=params_label(method_params(method)),
                modules=modules_label(method.get("target_modules")), lr=float(cfg.train.lr),
                batch=int(cfg.train.global_batch_size), seed=int(cfg.seed), hardware=cfg.hardware.name,
-               experiment=cfg.get("experiment"), scores=scores, subsets=subsets,
+               experiment=cfg.get("experiment"), loss_on=cfg.task.get("loss_on") or "response",
+               scores=scores, subsets=subsets,
                peak_memory_gb=end[-1].get("peak_memory_gb") if end else None,
                train_time_s=end[-1].get("train_time_s") if end else None)
 
