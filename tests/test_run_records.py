@@ -78,3 +78,22 @@ def test_console_and_train_log_hold_no_unactionable_noise(segments):
     for noise in NOISE:
         assert not [t for t in texts if noise in t], noise
     assert "val_loss" in procs[0].stdout  # the run's own output still shows
+
+
+def test_zero_untested_optimizer_warning_is_dropped_and_other_warnings_stay(capfd):
+    """Under ZeRO, DeepSpeed warns about our (deliberately allowed) guarded AdamW; its other warnings still show."""
+    import deepspeed
+    import torch
+    from deepspeed.utils import logger as ds_logger
+
+    from hira import distributed
+    from hira.training import engine_config, guard
+
+    distributed.init_distributed("cpu")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    config = engine_config.deepspeed_config(str(ROOT / "ds_configs" / "zero3.json"), 1, 1, 1.0)
+    deepspeed.initialize(model=model, optimizer=guard.GuardedAdamW(model.parameters()), config=config)
+    ds_logger.warning("a warning the user can act on")
+    out, err = capfd.readouterr()
+    assert "untested optimizer" not in out + err
+    assert "a warning the user can act on" in out + err
