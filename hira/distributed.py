@@ -7,6 +7,7 @@ waits for the others, so nothing below the training loop has to import it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 
@@ -19,9 +20,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# DeepSpeed warnings about choices this project makes on purpose (matched by their text, so any other stays).
+EXPECTED_WARNINGS = ("ZeRO with an untested optimizer",)  # torch AdamW, zero_allow_untested_optimizer in our config
+
+
+def drop_expected_warnings(record: logging.LogRecord) -> bool:
+    return not any(text in record.getMessage() for text in EXPECTED_WARNINGS)
+
+
+@contextlib.contextmanager
+def warnings_and_errors_only():
+    """Hide INFO and DEBUG records from every logger in the block (warnings and errors still show)."""
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def import_deepspeed_quietly():
+    """Import DeepSpeed without the messages a user cannot act on, in one place for every run:
+
+    - "Setting accelerator to CPU ...": DeepSpeed's accelerator detection warns when it falls back to the CPU; on a
+      machine without CUDA we name the CPU accelerator ourselves (a DS_ACCELERATOR the user set is kept).
+    - the `gcc ... test.c` lines: DeepSpeed's op-compatibility probe (the async_io builder test-links libaio) echoes
+      its compiler commands at INFO on first access to deepspeed.ops.__compatible_ops__; we trigger it here with
+      INFO records off. Its result is cached, so later accesses do not probe again.
+    - ZeRO's "untested optimizer" warning (EXPECTED_WARNINGS): filtered on DeepSpeed's logger.
+    """
+    import torch
+
+    if "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"
+    import deepspeed
+    from deepspeed.utils import logger as ds_logger
+
+    if drop_expected_warnings not in ds_logger.filters:
+        ds_logger.addFilter(drop_expected_warnings)
+    with warnings_and_errors_only():
+        deepspeed.ops.__compatible_ops__  # noqa: B018 (runs and caches the probe)
+    return deepspeed
+
+
 def init_distributed(device: str) -> None:
     """Join the launcher's process group, or make a one-rank group (DeepSpeed needs one even in a single process)."""
-    import deepspeed
+    deepspeed = import_deepspeed_quietly()
 
     if "RANK" not in os.environ:  # plain `python train.py`: without these DeepSpeed tries MPI discovery
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")

@@ -52,3 +52,12 @@ def test_no_file_cites_the_development_notes():
              *ROOT.glob("configs/**/*.yaml"), *ROOT.glob("scripts/*.py"), *ROOT.glob("*.py")]
     citing = [str(f.relative_to(ROOT)) for f in files if "DESIGN.md" in f.read_text()]
     assert citing == []
+
+
+def test_readme_commands_exist_in_the_installed_tools():
+    """huggingface_hub's CLI is `hf` now (`huggingface-cli download` is gone), and Hydra's `--cfg job` prints
+    `${...}` unresolved unless `--resolve` is given."""
+    readme = (ROOT / "README.md").read_text()
+    assert "huggingface-cli" not in readme and "hf download meta-llama/Meta-Llama-3-8B" in readme.replace("\n", " ")
+    cfg_job_lines = [line for line in readme.splitlines() if "--cfg job" in line]
+    assert cfg_job_lines and all("--cfg job --resolve" in line for line in cfg_job_lines)

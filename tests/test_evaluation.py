@@ -89,7 +89,7 @@ def test_dialogue_metrics_hand_computed(tmp_path):
     second = 0.75 * (1 - 0.5 * (2 / 3) ** 3)
     assert scores["meteor"] == pytest.approx(100 * (first + second) / 2)
     assert scores["bleu"] > 0 and scores["bert_f1"] is None and scores["average"] is None
-    assert len(messages) == 1 and "huggingface-cli download roberta-large" in messages[0]
+    assert len(messages) == 1 and "hf download roberta-large" in messages[0]
 
 
 def test_bleu_brevity_penalty_hand_computed(tmp_path):

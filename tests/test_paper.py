@@ -100,12 +100,15 @@ def test_make_tables_mean_std_paper_and_missing(outputs):
     assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "(paper 73.85" in tex
 
 
-def fake_run(root, name, method, r, seed, accuracy, modules=("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")):
-    """A finished run's three files, written by hand: every subset scored `accuracy`."""
+def fake_run(root, name, method, r, seed, accuracy, modules=("q_proj", "k_proj", "v_proj", "up_proj", "down_proj"),
+             loss_on=None):
+    """A finished run's three files, written by hand: every subset scored `accuracy` (no task.loss_on: a run made
+    before it existed)."""
     run = root / name
     run.mkdir(parents=True)
+    task = {"name": "commonsense", **({"loss_on": loss_on} if loss_on else {})}
     (run / "config.yaml").write_text(OmegaConf.to_yaml({
-        "seed": seed, "task": {"name": "commonsense"}, "model": {"name": "llama3_8b"}, "hardware": {"name": "gpu"},
+        "seed": seed, "task": task, "model": {"name": "llama3_8b"}, "hardware": {"name": "gpu"},
         "method": {"name": method, "params": {"r": r} if r else {}, "target_modules": list(modules)},
         "train": {"lr": 1e-3, "global_batch_size": 32}}))
     (run / "metrics.jsonl").write_text(json.dumps({"event": "end", "train_time_s": 3600.0 * seed,
@@ -132,6 +135,35 @@ def test_tables_hand_computed(tmp_path):
     assert cost["Train time"] == "1h30m00s ± 42m26s (paper 14h09m32s, Δ -12h39m32s)"
     assert find(table_rows(markdown, "Table 12: peak memory and training time"), method="full")["r"] == "—"
     assert "Table 6" not in markdown and {p.name for p in written} == {"tables.md", "tables.tex"}
+
+
+def test_table1_shows_each_loss_on_beside_the_other(tmp_path):
+    """table1_controlled's runs: one Table 1 with a method's response-only and full-sequence rows next to each other;
+    a run made before task.loss_on existed counts as response."""
+    fake_run(tmp_path, "lora_resp_1", "lora", 32, 1, 0.60, loss_on="response")
+    fake_run(tmp_path, "lora_old_2", "lora", 32, 2, 0.70)
+    fake_run(tmp_path, "lora_full_1", "lora", 32, 1, 0.50, loss_on="full")
+    fake_run(tmp_path, "hira_full_1", "hira", 32, 1, 0.40, loss_on="full")
+    fake_run(tmp_path, "hira_resp_1", "hira", 32, 1, 0.80, loss_on="response")
+    markdown, _ = make_tables(tmp_path)
+    assert markdown.count("### Table 1:") == 1
+    rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
+    ran = [(row["method"], row["loss on"]) for row in rows if row["n"] != "0"]
+    assert ran == [("lora", "response"), ("lora", "full"), ("hira", "response"), ("hira", "full")]
+    lora_response = find(rows, method="lora", **{"loss on": "response"})
+    assert (lora_response["n"], lora_response["BoolQ"]) == ("2", "65.00 ± 7.07 (paper 70.80, Δ -5.80)")
+    assert find(rows, method="lora", **{"loss on": "full"})["BoolQ"] == "50.00 (paper 70.80, Δ -20.80)"
+    assert find(rows, method="hira", r="r32", **{"loss on": "response"})["Avg."] == "80.00 (paper 86.72, Δ -6.72)"
+    assert find(rows, method="hira", r="r32", **{"loss on": "full"})["Avg."] == "40.00 (paper 86.72, Δ -46.72)"
+    cost = table_rows(markdown, "Table 12: peak memory and training time")
+    assert find(cost, method="lora", **{"loss on": "full"})["n"] == "1"
+
+
+def test_loss_on_column_only_when_runs_differ_in_it(tmp_path):
+    fake_run(tmp_path, "a", "hira", 32, 1, 0.5)
+    fake_run(tmp_path, "b", "hira", 32, 2, 0.7, loss_on="response")
+    rows = table_rows(make_tables(tmp_path)[0], "Table 1: commonsense reasoning accuracy (%)")
+    assert "loss on" not in rows[0] and find(rows, method="hira", r="r32")["n"] == "2"
 
 
 def direct_spectrum(delta: np.ndarray) -> dict:
@@ -187,6 +219,8 @@ def test_spectrum_metrics_on_a_hand_made_matrix():
 SWEEPS = {
     "table1": {"model": "llama3_8b,llama2_7b", "seed": "1,2,3,4,5",
                "+arm": "prompt_tuning,p_tuning,lora_r32,dora_r32,mora_r32,hira_r16,hira_r32"},
+    "table1_controlled": {"model": "llama3_8b,llama2_7b", "+arm": "lora_r32,dora_r32,hira_r32",
+                          "task.loss_on": "response,full", "seed": "1,2,3,4,5"},
     "table2": {"+arm": "lora_r32,dora_r32,hira_r32", "seed": "1,2,3,4,5"},
     "table3": {"+arm": "prompt_tuning,p_tuning,lora_r32,dora_r32,mora_r32,hira_r16,hira_r32", "seed": "1,2,3,4,5"},
     "table4": {"method": "hira,hira_rand", "method.params.r": "32", "seed": "1"},
@@ -221,8 +255,8 @@ def test_experiment_config_composes_with_its_sweep(name):
         assert cfg.model.name == MODELS.get(name, "llama3_8b")
         jobs = sweep_jobs(params)
         composed = [compose("train", overrides=[f"+experiment={name}", *job]) for job in jobs]
-    n_jobs = {"table1": 70, "table2": 15, "table3": 35, "table4": 2, "table5": 8, "table6": 7, "table12": 2,
-              "fig6": 8, "mini": 36, "real_mini": 3}[name]
+    n_jobs = {"table1": 70, "table1_controlled": 60, "table2": 15, "table3": 35, "table4": 2, "table5": 8,
+              "table6": 7, "table12": 2, "fig6": 8, "mini": 36, "real_mini": 3}[name]
     assert len(jobs) == n_jobs
     for job_cfg in composed:
         assert job_cfg.experiment == name and job_cfg.task.name == TASKS.get(name, "commonsense")
@@ -240,6 +274,12 @@ def test_experiment_config_composes_with_its_sweep(name):
     if name == "table1":
         hira = [c for c in composed if c.method.name == "hira"]
         assert sorted({c.method.params.r for c in hira}) == [16, 32]
+    if name == "table1_controlled":  # each method at r32 under both maskings, all else equal
+        settings = {(c.model.name, c.method.name, c.seed, c.task.loss_on): c for c in composed}
+        assert len(settings) == 60 and {c.method.params.r for c in composed} == {32}
+        for (model, method, seed, loss_on), c in settings.items():
+            other = settings[(model, method, seed, "full" if loss_on == "response" else "response")]
+            assert OmegaConf.to_container(c.train) == OmegaConf.to_container(other.train)
 
 
 # --- wandb --------------------------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ def losses(run_dir):
             if e["event"] in ("train", "eval")]
 
 
+def grad_norms(run_dir):
+    return [e["grad_norm"] for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "train"]
+
+
 def test_two_rank_zero3_matches_single_process(workdir):
     single, zero3 = workdir / "single_z0", workdir / "two_rank_z3"
     overrides = common_overrides(workdir) + STEPS
@@ -37,6 +41,10 @@ def test_two_rank_zero3_matches_single_process(workdir):
     assert [x[:2] for x in ours] == [x[:2] for x in ref] and len(ref) == 8 + 2
     for (_, _, a), (_, _, b) in zip(ours, ref):
         assert abs(a - b) < 1e-4
+    # the pre-clip norm: ZeRO-3 combines the ranks' partial norms into the single process's global one
+    zero3_norms, single_norms = grad_norms(zero3), grad_norms(single)
+    assert all(isinstance(n, float) and n > 0 for n in zero3_norms + single_norms), (zero3_norms, single_norms)
+    assert zero3_norms == pytest.approx(single_norms, rel=1e-3)
     for step in ("step_4", "step_8"):  # consolidated adapters, loadable by a single process
         a = load_file(zero3 / "checkpoints" / step / "adapter.safetensors")
         b = load_file(single / "checkpoints" / step / "adapter.safetensors")

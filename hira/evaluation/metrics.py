@@ -92,7 +92,7 @@ def _cuda() -> bool:
 
 def bert_score_hint(cfg: BertScoreConfig) -> str:
     return (f"BERTScore skipped: model {cfg.model!r} is neither a local folder nor in the HF cache; on a machine "
-            f"with internet run `huggingface-cli download roberta-large --local-dir <folder>`, copy it here and set "
+            f"with internet run `hf download roberta-large --local-dir <folder>`, copy it here and set "
             f"eval.bertscore.model=<folder> (eval.bertscore.num_layers={cfg.num_layers})")
 
 

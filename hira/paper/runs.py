@@ -55,20 +55,22 @@ class Run:
     seed: int
     hardware: str
     experiment: str | None
+    loss_on: str = "response"   # task.loss_on: the tokens the loss is taken on (response | full)
     scores: dict = field(default_factory=dict)   # column -> value on the paper's 0-100 scale ({} if not scored)
     subsets: tuple = ()                          # the test subsets scored
     scoring: str = "generate"                    # how the best checkpoint was scored: generate | loglik
-    peak_memory_gb: float | None = None
-    train_time_s: float | None = None
+    peak_memory_gb: float | None = None         # the run's, over every process that trained it
+    train_time_s: float | None = None           # summed over those processes
 
     @property
     def group(self) -> tuple:
         """Runs that differ only in their seed are averaged together."""
-        return (self.task, self.model, self.method, self.params, self.modules, self.lr, self.batch, self.scoring)
+        return (self.task, self.model, self.method, self.params, self.modules, self.lr, self.batch, self.loss_on,
+                self.scoring)
 
     @property
     def label(self) -> str:
-        return " ".join(x for x in (self.method, self.params) if x)
+        return " ".join(x for x in (self.method, self.params, f"loss on {self.loss_on}") if x)
 
 
 def best_scores(scores_json: dict) -> tuple[dict, tuple]:
@@ -95,7 +97,7 @@ def optional_number(cfg, key: str, kind):
 def load_run(run_dir: Path) -> Run:
     """A training run, or a scoring-only run of eval.py (base model, peft folder: no training settings)."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run_dir / "metrics.jsonl"  # its last "end" event holds the run's totals (carried across resumes)
     end = [e for e in read_metrics(metrics) if e["event"] == "end"] if metrics.is_file() else []
     scores_file = run_dir / "scores.json"
     scores_json = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
@@ -105,8 +107,8 @@ def load_run(run_dir: Path) -> Run:
                params=params_label(method_params(method)), modules=modules_label(method.get("target_modules")),
                lr=optional_number(cfg, "train.lr", float), batch=optional_number(cfg, "train.global_batch_size", int),
                seed=int(cfg.get("seed", 0)), hardware=OmegaConf.select(cfg, "hardware.name", default="-"),
-               experiment=cfg.get("experiment"), scores=scores, subsets=subsets,
-               scoring=scores_json.get("best", {}).get("mode", "generate"),
+               experiment=cfg.get("experiment"), loss_on=cfg.task.get("loss_on") or "response",
+               scores=scores, subsets=subsets, scoring=scores_json.get("best", {}).get("mode", "generate"),
                peak_memory_gb=end[-1].get("peak_memory_gb") if end else None,
                train_time_s=end[-1].get("train_time_s") if end else None)
 

@@ -1,6 +1,7 @@
 """The paper's tables regenerated from finished runs: mean ± std over seeds, the paper's number and the difference.
 
-Runs are grouped by (task, model, method, params, target modules, lr, batch); a group's seeds are averaged.
+Runs are grouped by (task, model, method, params, target modules, lr, batch, loss_on, scoring mode); a group's
+seeds are averaged.
 Each table lists the groups that belong to it and the paper's rows for the model (Llama-3-8B numbers stand
 in as the reference for models the paper did not use, such as the tiny one); a row without runs, or a column
 a run did not score, shows "—", never a zero.
@@ -26,6 +27,7 @@ MODEL_NAMES = {"llama3_8b": "Llama-3-8B", "llama2_7b": "Llama-2-7B"}
 METHOD_ORDER = ["base", "full", "prompt_tuning", "p_tuning", "lora", "dora", "vera", "mora", "rasa", "lora_dash",
                 "hira_rand", "hilora", "hira"]
 PLACEMENT_ORDER = ["FC+QKV", "FC", "QV", "QKV", "QK", "V", "Q", "K"]  # Table 5
+LOSS_ON_ORDER = ["response", "full"]  # the authors' masking first, then LLM-Adapters' (the baselines' numbers)
 
 COLUMNS = {
     "table1": [("boolq", "BoolQ"), ("piqa", "PIQA"), ("siqa", "SIQA"), ("arc_c", "ARC-c"), ("arc_e", "ARC-e"),
@@ -84,8 +86,9 @@ def row_order(row: Row) -> tuple:
     run = row.first
     placement = run.modules if run else ""
     placement = PLACEMENT_ORDER.index(placement) if placement in PLACEMENT_ORDER else len(PLACEMENT_ORDER)
+    loss_on = LOSS_ON_ORDER.index(run.loss_on) if run and run.loss_on in LOSS_ON_ORDER else len(LOSS_ON_ORDER)
     return (method, row.method, _rank_numbers(row.params), placement, (run.lr or 0) if run else 0,
-            (run.batch or 0) if run else 0)
+            (run.batch or 0) if run else 0, loss_on)  # last: a method's response and full rows sit next to each other
 
 
 def group_rows(runs: list[Run], extra_key=()) -> list[Row]:
@@ -121,7 +124,8 @@ class Table:
     label_keys: list                   # run attributes shown as label columns beside method and r
 
 
-LABELS = {"modules": "modules", "lr": "lr", "batch": "batch", "hardware": "hardware", "scoring": "scoring"}
+LABELS = {"modules": "modules", "lr": "lr", "batch": "batch", "hardware": "hardware", "loss_on": "loss on",
+          "scoring": "scoring"}
 
 
 def varying(rows: list[Row], keys) -> list[str]:
@@ -175,7 +179,8 @@ def build_tables(runs: list[Run], paper: dict | None = None) -> list[Table]:
     for table in tables:  # label columns: always for Table 5's placement and Table 12's batch, else when varying
         rows = [row for _, section in table.sections for row in section]
         forced = {"table5": ["modules"], "table12": ["batch", "hardware"]}.get(table.name, [])
-        table.label_keys = [k for k in table.label_keys if k in forced or k in varying(rows, [k])]
+        keys = table.label_keys + ["loss_on"]  # any table whose runs were trained both ways shows which is which
+        table.label_keys = [k for k in keys if k in forced or k in varying(rows, [k])]
     return tables
 
 

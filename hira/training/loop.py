@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from hira.errors import UserError
 from hira.models.loading import check_model_path, load_adapted_model
 from hira import distributed
 from hira.training import batches, checkpoint, engine_config, guard
+from hira.training.cost import RunCost
 from hira.training.runlog import LOGGERS, open_metrics, truncate_after
 
 log = logging.getLogger(__name__)
@@ -104,24 +104,44 @@ def validation_loss(engine, encoded_val: list, collate, batch_size: int) -> floa
     return (totals[0] / totals[1]).item()
 
 
+def full_grads_norm(engine) -> float | None:
+    """‖g‖₂ over the trainable gradients when each rank holds them whole and reduced (ZeRO stage 0 at the
+    accumulation boundary, before DeepSpeed clips them); None when ZeRO has partitioned them away."""
+    grads = [p.grad for p in engine.module.parameters() if p.requires_grad and p.grad is not None]
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads])).item()
+
+
+def pre_clip_grad_norm(engine, own_norm: float | None) -> float | None:
+    """The step's global gradient norm before clipping. ZeRO's optimizers compute it across the partitions
+    (an all-reduce of partial norms) and the engine reports it; for a client optimizer on stage 0 the engine
+    reports None, and the norm taken before engine.step() stands in."""
+    reported = engine.get_global_grad_norm()
+    return float(reported) if reported is not None else own_norm
+
+
 def train_step(engine, optimizer, cfg, schedule: Schedule, step: int, train_set: list, collate,
-               grouping: tuple) -> list[float]:
-    """One optimizer step over this rank's micro batches of global batch `step`; returns their losses.
+               grouping: tuple) -> tuple[list[float], float | None]:
+    """One optimizer step over this rank's micro batches of global batch `step`; returns their losses and the
+    step's pre-clip gradient norm.
 
     `grouping` is epoch_order's (lengths or None, global batch, mega batch) for length-grouped batching."""
     epoch, step_in_epoch = divmod(step - 1, schedule.steps_per_epoch)
     order = batches.epoch_order(len(train_set), cfg.data_seed, epoch, *grouping)
     optimizer.begin_step()
-    losses = []
+    losses, own_norm = [], None
     for ids in batches.micro_batches_for_rank(order, step_in_epoch, cfg.train.global_batch_size,
                                               cfg.hardware.micro_batch_size, distributed.rank(),
                                               distributed.world_size()):
         loss = engine(**to_device(collate([train_set[i] for i in ids]), engine.device)).loss
         optimizer.note_loss(loss)
         engine.backward(loss)
+        if engine.is_gradient_accumulation_boundary():  # gradients are complete; engine.step() clips them
+            own_norm = full_grads_norm(engine)
         engine.step()
         losses.append(loss.item())
-    return losses
+    return losses, pre_clip_grad_norm(engine, own_norm)
 
 
 def batch_grouping(cfg, train_set: list) -> tuple[tuple, float]:
@@ -147,19 +167,21 @@ def start_or_resume(cfg, ckpt_root: Path):
     return ckpt
 
 
-def restore(engine, ckpt: Path) -> tuple[BestSoFar, int, list, str]:
-    """Continue from ckpt: (best so far, first step to run, losses not yet logged, last good checkpoint)."""
+def restore(engine, ckpt: Path) -> tuple[BestSoFar, int, list, str, RunCost]:
+    """Continue from ckpt: (best so far, first step to run, losses not yet logged, last good checkpoint, the
+    run's cost so far)."""
     state = checkpoint.restore(engine, ckpt)
-    return BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1, state.get("running", []), ckpt.name
+    return (BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1, state.get("running", []),
+            ckpt.name, RunCost.resumed(state))
 
 
 def save(cfg, engine, ckpt_root: Path, step: int, schedule: Schedule, val_loss: float, best: BestSoFar,
-         running: list, config_yaml: str) -> str:
+         running: list, config_yaml: str, cost: RunCost) -> str:
     """Checkpoint step_<N> with all resume needs, move `best`, rotate; returns the checkpoint's name."""
     epoch, step_in_epoch = divmod(step, schedule.steps_per_epoch)  # where the next step's batch comes from
     state = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
              "best_step": best.step, "best_val_loss": best.val_loss, "world_size": distributed.world_size(),
-             "seed": cfg.seed, **checkpoint.resume_identity(cfg)}
+             "seed": cfg.seed, **cost.totals(), **checkpoint.resume_identity(cfg)}
     checkpoint.save_checkpoint(engine, ckpt_root, step, state, config_yaml, rank_state={"running": running})
     if distributed.is_main():
         if best.step == step:
@@ -203,19 +225,19 @@ def train(cfg) -> Path:
     engine, optimizer = build_engine(cfg, model, schedule)
     collate = batches.make_collator(tokenizer)
     if resume_from is None:
-        best, first_step, running, last_good = BestSoFar(), 1, [], None
+        best, first_step, running, last_good, cost = BestSoFar(), 1, [], None, RunCost()
         metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
                       train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc,
                       seed=cfg.seed, data_seed=cfg.data_seed, padding_fraction=round(padding, 4))
     else:
-        best, first_step, running, last_good = restore(engine, resume_from)
+        best, first_step, running, last_good, cost = restore(engine, resume_from)
         metrics.write("resume", step=first_step - 1, checkpoint=last_good, total_steps=schedule.total_steps)
         log.info("resuming %s from %s", run_dir, last_good)
     engine.train()
     bar = tqdm(total=schedule.total_steps, initial=first_step - 1, desc="train", disable=not main, dynamic_ncols=True)
-    start = time.time()
     for step in range(first_step, schedule.total_steps + 1):
-        losses = train_step(engine, optimizer, cfg, schedule, step, train_set, collate, grouping)
+        with cost.clocked():
+            losses, grad_norm = train_step(engine, optimizer, cfg, schedule, step, train_set, collate, grouping)
         if optimizer.skipped:  # the guard kept this step's update out of the weights
             metrics.write("nonfinite", step=step, loss=_mean_or_none(losses), action=cfg.train.on_nonfinite)
             if cfg.train.on_nonfinite == "stop":
@@ -230,37 +252,26 @@ def train(cfg) -> Path:
             running.clear()
             bar.set_postfix(loss=f"{train_loss:.4f}" if train_loss is not None else "skipped")
             metrics.write("train", step=step, epoch=round(step / schedule.steps_per_epoch, 4), loss=train_loss,
-                          lr=engine.get_lr()[0], grad_norm=_float(engine.get_global_grad_norm()))
+                          lr=engine.get_lr()[0], grad_norm=grad_norm)
         if step % cfg.train.eval_steps == 0 or step == schedule.total_steps:
-            val_loss = validation_loss(engine, val_set, collate, cfg.train.eval_batch_size)
+            with cost.clocked():
+                val_loss = validation_loss(engine, val_set, collate, cfg.train.eval_batch_size)
             if not math.isfinite(val_loss):  # the weights themselves broke: no skipping past that, keep the last good
                 metrics.write("nonfinite", step=step, val_loss=val_loss, action="stop")
                 bar.close()
                 raise guard.nonfinite_error(step, "validation loss", last_good, run_dir)
             if val_loss < best.val_loss:
                 best = BestSoFar(step, val_loss)
-            last_good = save(cfg, engine, ckpt_root, step, schedule, val_loss, best, running, config_yaml)
+            last_good = save(cfg, engine, ckpt_root, step, schedule, val_loss, best, running, config_yaml, cost)
             metrics.write("eval", step=step, val_loss=val_loss, best_step=best.step, best_val_loss=best.val_loss)
             if main:
                 bar.write(f"step {step}: val_loss {val_loss:.4f} (best {best.val_loss:.4f} at step {best.step})")
     bar.close()
-    metrics.write("end", step=schedule.total_steps, train_time_s=round(time.time() - start, 2), best_step=best.step,
-                  peak_memory_gb=_peak_memory_gb())
+    # train_time_s / peak_memory_gb: the whole run's (summed / max over every process that trained it)
+    metrics.write("end", step=schedule.total_steps, best_step=best.step, **cost.end_fields())
     metrics.close()
     return run_dir
 
 
 def _mean_or_none(values: list[float]):
     return sum(values) / len(values) if values else None
-
-
-def _float(x):
-    return None if x is None else float(x)
-
-
-def _peak_memory_gb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**30
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux

@@ -1,0 +1,115 @@
+"""What a run records about itself: cost totals over every process of a resumed run, the gradient norm, and a
+console free of messages a user cannot act on."""
+
+import logging
+import math
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, common_overrides
+
+from hira.paper.runs import load_run
+from hira.training import checkpoint
+from hira.training.runlog import read_metrics
+
+STEPS = ["train.eval_steps=4", "train.log_steps=1", "evaluate_after_training=false"]
+NOISE = ("Setting accelerator to CPU", "test.c", "-laio", "untested optimizer")
+
+
+def train(run_dir, workdir, max_steps):
+    return subprocess.run([sys.executable, "train.py", *common_overrides(workdir), *STEPS,
+                           f"train.max_steps={max_steps}", f"run_dir={run_dir}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def end_event(run_dir) -> dict:
+    ends = [e for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "end"]
+    assert len(ends) == 1, ends
+    return ends[0]
+
+
+@pytest.fixture(scope="module")
+def segments(workdir, tmp_path_factory):
+    """One run trained by three processes: to step 4, resumed to step 8, then rerun once finished.
+
+    Returns the run directory, each process's result and the "end" event each one left."""
+    run_dir = tmp_path_factory.mktemp("records") / "run"
+    procs, ends = [], []
+    for max_steps in (4, 8, 8):
+        procs.append(train(run_dir, workdir, max_steps))
+        assert procs[-1].returncode == 0, procs[-1].stderr[-3000:]
+        ends.append(end_event(run_dir))
+    return run_dir, procs, ends
+
+
+def test_train_time_and_peak_memory_add_up_over_segments(segments):
+    run_dir, _, (first, resumed, rerun) = segments
+    assert first["step"] == 4 and resumed["step"] == rerun["step"] == 8
+    assert first["segment_time_s"] > 0 and resumed["segment_time_s"] > 0
+    assert first["train_time_s"] == pytest.approx(first["segment_time_s"], abs=0.011)
+    # the resumed process continues the first one's sum, not its own time alone
+    assert resumed["train_time_s"] == pytest.approx(first["segment_time_s"] + resumed["segment_time_s"], abs=0.021)
+    carried = checkpoint.trainer_state(run_dir / "checkpoints" / "step_4")  # what the first process passed on
+    assert carried["train_time_s"] == pytest.approx(first["segment_time_s"], abs=0.011)
+    assert 0 < carried["peak_memory_gb"] <= first["segment_peak_memory_gb"]
+    assert resumed["peak_memory_gb"] == max(carried["peak_memory_gb"], resumed["segment_peak_memory_gb"])
+    # rerunning the finished run trains nothing and keeps the totals
+    assert rerun["segment_time_s"] == 0.0
+    assert rerun["train_time_s"] == resumed["train_time_s"]
+    assert rerun["peak_memory_gb"] >= resumed["peak_memory_gb"]
+    # each checkpoint carries the totals up to it; the tables read the run's totals
+    assert checkpoint.trainer_state(run_dir / "checkpoints" / "step_8")["train_time_s"] == \
+        pytest.approx(resumed["train_time_s"], abs=0.011)
+    run = load_run(run_dir)
+    assert (run.train_time_s, run.peak_memory_gb) == (rerun["train_time_s"], rerun["peak_memory_gb"])
+
+
+def test_every_train_event_logs_a_gradient_norm(segments):
+    run_dir, _, _ = segments
+    norms = [e["grad_norm"] for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "train"]
+    assert len(norms) == 8
+    assert all(isinstance(n, float) and math.isfinite(n) and n > 0 for n in norms), norms
+    assert len(set(norms)) == len(norms)  # one per step, not a value repeated
+
+
+def test_console_and_train_log_hold_no_unactionable_noise(segments):
+    run_dir, procs, _ = segments
+    texts = [p.stdout for p in procs] + [p.stderr for p in procs] + [(run_dir / "train.log").read_text()]
+    for noise in NOISE:
+        assert not [t for t in texts if noise in t], noise
+    assert "val_loss" in procs[0].stdout  # the run's own output still shows
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_zero_untested_optimizer_warning_is_dropped_and_other_warnings_stay():
+    """Under ZeRO, DeepSpeed warns about our (deliberately allowed) guarded AdamW; its other warnings still show.
+
+    Read from a handler on DeepSpeed's logger: its own console handler may hold a stream of an earlier test."""
+    import deepspeed
+    import torch
+    from deepspeed.utils import logger as ds_logger
+
+    from hira import distributed
+    from hira.training import engine_config, guard
+
+    distributed.init_distributed("cpu")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    config = engine_config.deepspeed_config(str(ROOT / "ds_configs" / "zero3.json"), 1, 1, 1.0)
+    collect = Collect()
+    ds_logger.addHandler(collect)
+    try:
+        deepspeed.initialize(model=model, optimizer=guard.GuardedAdamW(model.parameters()), config=config)
+        ds_logger.warning("a warning the user can act on")
+    finally:
+        ds_logger.removeHandler(collect)
+    assert not [m for m in collect.messages if "untested optimizer" in m]
+    assert "a warning the user can act on" in collect.messages
