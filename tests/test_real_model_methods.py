@@ -26,9 +26,13 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 SHAPES = {"q_proj": (576, 576), "k_proj": (192, 576), "v_proj": (192, 576), "up_proj": (1536, 576),
           "down_proj": (576, 1536)}  # (out, in) of each target in every one of the 30 layers
 # Changes from the configs, only to stay fast: LoRA-Dash switches after step 1 instead of 100 (so its SVD of the
-# non-square W0 runs and δ trains within the test), prompt methods prepend 4 virtual tokens instead of 20.
-QUICK = {"lora_dash": {"t": 1}, "prompt_tuning": {"num_virtual_tokens": 4}, "p_tuning": {"num_virtual_tokens": 4}}
-STEPS = 3
+# non-square W0 runs and δ trains within the test); the Hadamard methods form an out×in product per layer in
+# forward and backward, so they run at r=8 (shapes, not rank, are under test here); VeRA at r=256; prompt methods
+# prepend 4 virtual tokens instead of 20.
+QUICK = {"lora_dash": {"t": 1}, "hira": {"r": 8}, "hira_rand": {"r": 8}, "hilora": {"r1": 5, "r2": 3},
+         "vera": {"r": 256}, "prompt_tuning": {"num_virtual_tokens": 4}, "p_tuning": {"num_virtual_tokens": 4}}
+PROMPT_METHODS = ("prompt_tuning", "p_tuning")  # they change the input, so they do not start at the base's loss
+STEPS = 2  # the least that moves every tensor: LoRA's A, VeRA's d, RaSA's D get a gradient once B / b is non-zero
 # Merged and unmerged forwards round differently ((W0+ΔW)·x vs W0·x + ΔW·x in fp32). Through 30 layers to logits of
 # magnitude ~30 that measured 0.5–1.7e-4 for every method; 1e-3 leaves headroom on other BLAS builds, and the
 # perturbation below moves the logits by at least 100× that, so a wrong merge cannot pass.
@@ -57,11 +61,18 @@ def smollm2():
 
 
 @pytest.fixture(scope="module")
+def base_out(smollm2, batch):
+    """The base model's (loss, logits) on the batch: where every method but the prompt ones starts."""
+    with torch.no_grad():
+        out = smollm2[0](**batch)
+    return out.loss.item(), out.logits
+
+
+@pytest.fixture(scope="module")
 def batch(smollm2):
     """Two real sentences, right-padded (pad = EOS), loss on every real token."""
     _, tokenizer = smollm2
-    enc = tokenizer(["Question: what do bees make? Answer: honey, from the nectar of flowers.",
-                     "The boiling point of water at sea level is one hundred degrees Celsius."],
+    enc = tokenizer(["Bees make honey from the nectar of flowers.", "Water boils at one hundred degrees."],
                     return_tensors="pt", padding=True)
     assert enc["input_ids"].shape[1] <= 32
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
@@ -105,12 +116,12 @@ def test_every_method_is_covered():
 
 
 @pytest.mark.parametrize("method", all_methods())
-def test_trains_on_real_model_and_freezes_the_base(smollm2, batch, method):
+def test_trains_on_real_model_and_freezes_the_base(smollm2, batch, base_out, method):
     base, _ = smollm2
     model = adapted(base, method)
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     assert trainable
-    before = eval_loss(model, batch)
+    before = eval_loss(model, batch) if method in PROMPT_METHODS else base_out[0]
     losses = train_steps(model, batch, lr=method_config(method).lr)
     after = eval_loss(model, batch)
     assert all(torch.isfinite(torch.tensor(losses))) and after < before, (losses, before, after)
@@ -140,14 +151,14 @@ def perturb(model, scale: float) -> None:
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_merge_equals_unmerged_and_unmerge_restores_w0(smollm2, batch, method):
+def test_merge_equals_unmerged_and_unmerge_restores_w0(smollm2, batch, base_out, method):
     base, _ = smollm2
     model = adapted(base, method).eval()
     perturb(model, PERTURB.get(method, 1e-2))
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     with torch.no_grad():
         unmerged = model(**inputs).logits
-        assert (unmerged - base(**inputs).logits).abs().max() > 100 * MERGE_ATOL  # the update is really there
+        assert (unmerged - base_out[1]).abs().max() > 100 * MERGE_ATOL  # the update is really there
         merge(model)
         merged = model(**inputs).logits
         unmerge(model)
