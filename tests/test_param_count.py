@@ -1,8 +1,11 @@
-"""Trainable-parameter percentages for the real Llama-3-8B shapes, counted on the meta device (no weights)."""
+"""Trainable-parameter percentages for the real Llama-3-8B and SmolLM2-135M shapes, counted on the meta device
+(no weights)."""
 
 import pytest
+from conftest import ROOT
 from transformers import LlamaConfig
 
+from hira.adapters import all_methods
 from hira.adapters.count import ARCHITECTURES, PAPER_PERCENT, compose_config, count, count_from_config, main
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
@@ -48,3 +51,40 @@ def test_from_the_hydra_configs_and_the_command_line(capsys):
     main(["model=llama3_8b", "method=mora"])  # what scripts/count_params.py and `python -m hira.adapters.count` run
     out = capsys.readouterr().out
     assert "56,583,168" in out and "(0.6997 %)" in out and "paper 0.6997 %" in out
+
+
+# --- SmolLM2-135M: grouped-query attention (k/v 192×576), MLP 1536, tied embeddings, 30 layers ----------------------
+
+SMOLLM2 = LlamaConfig(**ARCHITECTURES["HuggingFaceTB/SmolLM2-135M-Instruct"])
+SMOLLM2_BASE = 134_515_008  # the converted model's parameter count (tests/test_real_model.py), embedding once
+SMOLLM2_SHAPES = [(576, 576), (576, 192), (576, 192), (576, 1536), (1536, 576)]  # (in, out): q, k, v, up, down
+
+
+def test_smollm2_lora_and_hira_r32_by_hand():
+    by_hand = 30 * sum(32 * (n_in + n_out) for n_in, n_out in SMOLLM2_SHAPES)  # Σ r·(in+out) × 30 layers
+    assert by_hand == 6_635_520
+    lora = count(SMOLLM2, "lora", TARGETS, r=32, alpha=64)
+    assert lora.trainable == by_hand and lora.total - lora.trainable == SMOLLM2_BASE
+    assert lora.percent == pytest.approx(100 * by_hand / (SMOLLM2_BASE + by_hand))  # the paper's convention: 4.7010 %
+    assert 100 * lora.trainable / SMOLLM2_BASE == pytest.approx(4.9329, abs=1e-4)  # of the base alone
+    hira = count(SMOLLM2, "hira", TARGETS, r=32)
+    assert (hira.trainable, hira.total) == (lora.trainable, lora.total)
+
+
+def test_smollm2_config_folder_counts_as_the_published_architecture():
+    """The converted folder's config.json (when built) and the built-in architecture give the same counts."""
+    from transformers import AutoConfig
+
+    folder = ROOT / ".cache" / "models" / "smollm2-135m-instruct-q4_1"
+    if not (folder / "config.json").is_file():
+        pytest.skip("SmolLM2 not converted yet (tests/test_real_model.py builds it)")
+    from_folder = count(AutoConfig.from_pretrained(folder), "mora", TARGETS, r=32)
+    assert from_folder == count(SMOLLM2, "mora", TARGETS, r=32)
+
+
+def test_table_of_every_method(capsys):
+    main(["--all", "model=smollm2_135m", "model.path=/nonexistent"])  # the published architecture, no weights
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) == set(all_methods())
+    assert "| 6,635,520 | 4.7010 | 4.9329 |" in rows["lora"] and "| 6,635,520 |" in rows["hira"]
+    assert "| 134,515,008 | 100.0000 | 100.0000 |" in rows["full"]

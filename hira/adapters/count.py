@@ -1,6 +1,7 @@
 """Trainable parameters of a method on a model, counted on the meta device (no weights, no memory).
 
     python -m hira.adapters.count model=llama3_8b method=mora        (or scripts/count_params.py, same arguments)
+    python -m hira.adapters.count --all model=smollm2_135m           (every method at its defaults, one table)
 
 The percentage is trainable / (base + method) parameters, the convention behind the paper's Params (%) column
 (LoRA r=32 on Llama-3-8B: 56,623,104 / (8,030,261,248 + 56,623,104) = 0.7002 %). The architecture comes from
@@ -26,6 +27,10 @@ ARCHITECTURES = {
     "meta-llama/Llama-2-7b-hf": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
                                      num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
                                      max_position_embeddings=4096, tie_word_embeddings=False),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                                                num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                                                max_position_embeddings=8192, rope_theta=100000.0,
+                                                tie_word_embeddings=True),
 }
 
 # The paper's Params (%) column (Table 1, Llama-3-8B): (model, method, r) -> %.
@@ -91,9 +96,36 @@ def compose_config(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
+def method_table(overrides: list[str]) -> list[tuple[str, dict, Count]]:
+    """(method, its params, its count) for every registered method at its config defaults on one model."""
+    from hira.adapters import all_methods
+
+    rows = []
+    for method in all_methods():
+        cfg = compose_config([f"method={method}", *overrides])
+        rows.append((method, method_params(cfg.method), count_from_config(cfg)))
+    return rows
+
+
+def format_table(rows: list[tuple[str, dict, Count]]) -> str:
+    """Markdown: the paper's % (of base + method) and the % of the base model alone."""
+    lines = ["| method | params | trainable | % of base + method | % of base |", "|---|---|---:|---:|---:|"]
+    for method, params, result in rows:
+        shown = ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        base = result.total - result.trainable if method != "full" else result.total  # full: the base *is* trainable
+        lines.append(f"| {method} | {shown or '—'} | {result.trainable:,} | {result.percent:.4f} | "
+                     f"{100 * result.trainable / base:.4f} |")
+    return "\n".join(lines)
+
+
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
-    cfg = compose_config(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--all" in args:
+        args.remove("--all")
+        print(format_table(method_table(args)))
+        return
+    cfg = compose_config(args)
     result = count_from_config(cfg)
     paper = paper_percent(cfg)
     print(f"{cfg.method.name} on {cfg.model.name}: trainable {result.trainable:,} of {result.total:,} "

@@ -1,0 +1,192 @@
+"""Every method on the real SmolLM2-135M: its shapes are what the tiny Llama lacks (grouped-query attention, so
+k_proj / v_proj are 192×576; MLP 1536, so up_proj is 1536×576 and down_proj 576×1536; tied input/output embeddings).
+
+Per method, with its config's parameters (configs/method/<m>.yaml) on the paper's targets q,k,v,up,down:
+(a) a few AdamW steps on a real-tokenized batch lower the loss, move every trainable tensor and leave every frozen
+    base weight (the tied embedding included) bit-identical;
+(b) linear-layer methods: merged logits equal unmerged ones and unmerging restores W0;
+(c) delta_weight() has each non-square layer's shape and is exactly what the forward adds.
+"""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT
+from omegaconf import OmegaConf
+
+from hira.adapters import METHODS, adapter_layers, all_methods, apply, merge, on_step, unmerge
+from hira.adapters.params import method_params
+from hira.models import loading
+
+MODEL_CFG = OmegaConf.load(ROOT / "configs" / "model" / "smollm2_135m.yaml")
+MODEL_CFG.cache_path = str(ROOT / MODEL_CFG.cache_path)  # one cache for every test, whatever the cwd
+TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
+SHAPES = {"q_proj": (576, 576), "k_proj": (192, 576), "v_proj": (192, 576), "up_proj": (1536, 576),
+          "down_proj": (576, 1536)}  # (out, in) of each target in every one of the 30 layers
+# Changes from the configs, only to stay fast: the Hadamard methods form an out×in product per layer in
+# forward and backward, so they run at r=8 (shapes, not rank, are under test here); VeRA at r=256; prompt methods
+# prepend 4 virtual tokens instead of 20.
+QUICK = {"hira": {"r": 8}, "hira_rand": {"r": 8}, "hilora": {"r1": 5, "r2": 3},
+         "vera": {"r": 256}, "prompt_tuning": {"num_virtual_tokens": 4}, "p_tuning": {"num_virtual_tokens": 4}}
+PROMPT_METHODS = ("prompt_tuning", "p_tuning")  # they change the input, so they do not start at the base's loss
+STEPS = 2  # the least that moves every tensor: LoRA's A, VeRA's d, RaSA's D get a gradient once B / b is non-zero
+# LoRA-Dash's switch takes an SVD of every adapted W0 (8 s for one 1536×576 on a busy 2-core CPU, 150 of them in the
+# model), so it is exercised on one real layer only (the delta_weight test); before it δ gets no gradient.
+STILL_BEFORE_SWITCH = {"lora_dash": ("dash_delta",)}
+# Merged and unmerged forwards round differently ((W0+ΔW)·x vs W0·x + ΔW·x in fp32). Through 30 layers to logits of
+# magnitude ~30 that measured 0.5–1.7e-4 for every method; 1e-3 leaves headroom on other BLAS builds, and the
+# perturbation below moves the logits by at least 100× that, so a wrong merge cannot pass.
+MERGE_ATOL = 1e-3
+# Scale of the noise added to the trainable tensors before merging: enough to move the logits by > 0.1. Hadamard
+# methods multiply BA by W0 (or R) and VeRA's b by products of small random projections, so they need more.
+PERTURB = {"hira": 0.1, "hira_rand": 0.1, "hilora": 0.1, "vera": 0.1}
+
+
+def method_config(method: str):
+    return OmegaConf.load(ROOT / "configs" / "method" / f"{method}.yaml")
+
+
+def config_params(method: str) -> dict:
+    return {**method_params(method_config(method)), **QUICK.get(method, {})}
+
+
+def method_targets(method: str) -> list[str]:
+    return list(method_config(method).get("target_modules") or [])
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    model, tokenizer = loading.load_base_model(MODEL_CFG)
+    return model.eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def base_out(smollm2, batch):
+    """The base model's (loss, logits) on the batch: where every method but the prompt ones starts."""
+    with torch.no_grad():
+        out = smollm2[0](**batch)
+    return out.loss.item(), out.logits
+
+
+@pytest.fixture(scope="module")
+def batch(smollm2):
+    """Two real sentences, right-padded (pad = EOS), loss on every real token."""
+    _, tokenizer = smollm2
+    enc = tokenizer(["Bees make honey from the nectar of flowers.", "Water boils at one hundred degrees."],
+                    return_tensors="pt", padding=True)
+    assert enc["input_ids"].shape[1] <= 32
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    return {**enc, "labels": labels}
+
+
+def adapted(base, method: str, **overrides):
+    torch.manual_seed(0)
+    return apply(copy.deepcopy(base), method, method_targets(method), **{**config_params(method), **overrides})
+
+
+def base_name(name: str) -> str:
+    """The base model's name of a parameter of the adapted model (adapter wrappers and peft add path parts)."""
+    name = name.removeprefix("base_model.").replace(".base_layer.", ".")
+    return "model.embed_tokens.weight" if name == "word_embeddings.weight" else name
+
+
+def eval_loss(model, batch) -> float:
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).loss.item()
+
+
+def train_steps(model, batch, lr: float) -> list[float]:
+    """STEPS AdamW steps (weight decay 0, as in the paper) on one batch; on_step after each, as the loop does."""
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    losses = []
+    for step in range(1, STEPS + 1):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        on_step(model, step)
+        losses.append(loss.item())
+    return losses
+
+
+def test_every_method_is_covered():
+    assert len(all_methods()) == 12 and set(QUICK) <= set(all_methods())
+
+
+@pytest.mark.parametrize("method", all_methods())
+def test_trains_on_real_model_and_freezes_the_base(smollm2, batch, base_out, method):
+    base, _ = smollm2
+    model = adapted(base, method)
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable
+    before = eval_loss(model, batch) if method in PROMPT_METHODS else base_out[0]
+    losses = train_steps(model, batch, lr=method_config(method).lr)
+    after = eval_loss(model, batch)
+    assert all(torch.isfinite(torch.tensor(losses))) and after < before, (losses, before, after)
+    params = dict(model.named_parameters())
+    unchanged = [n for n, old in trainable.items() if torch.equal(params[n], old)]
+    idle = STILL_BEFORE_SWITCH.get(method, ())
+    assert [n for n in unchanged if not n.endswith(idle)] == []  # every trainable tensor got a gradient and moved
+    embeddings = model.get_input_embeddings().weight
+    assert embeddings is model.get_output_embeddings().weight  # still tied
+    if method == "full":
+        return
+    base_params = dict(base.named_parameters())
+    frozen = {base_name(n): p for n, p in params.items() if not p.requires_grad}
+    assert set(frozen) == set(base_params)  # the whole base, embedding included, is frozen ...
+    assert not embeddings.requires_grad
+    changed = [n for n, p in frozen.items() if not torch.equal(p, base_params[n])]
+    assert changed == []  # ... and bit-identical after the steps
+
+
+@torch.no_grad()
+def perturb(model, scale: float, switch: bool = False) -> None:
+    """Noise on every trainable tensor (B, M, b start at zero), so ΔW ≠ 0; `switch`: LoRA-Dash past its switch."""
+    gen = torch.Generator().manual_seed(3)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    if switch:
+        on_step(model, 10**6)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_merge_equals_unmerged_and_unmerge_restores_w0(smollm2, batch, base_out, method):
+    base, _ = smollm2
+    model = adapted(base, method).eval()
+    perturb(model, PERTURB.get(method, 1e-2))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        unmerged = model(**inputs).logits
+        assert (unmerged - base_out[1]).abs().max() > 100 * MERGE_ATOL  # the update is really there
+        merge(model)
+        merged = model(**inputs).logits
+        unmerge(model)
+    torch.testing.assert_close(merged, unmerged, atol=MERGE_ATOL, rtol=0)
+    for name, layer in adapter_layers(model).items():
+        w0 = base.get_submodule(name).weight
+        # W0 is recovered up to fp32 rounding of (W0 + ΔW) − ΔW (or a division for Hadamard methods): a few ulps
+        torch.testing.assert_close(layer.base_layer.weight, w0, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_delta_weight_has_each_layers_shape_and_is_what_the_forward_adds(smollm2, method):
+    base, _ = smollm2
+    block = apply(copy.deepcopy(base.model.layers[0]), method, TARGETS, **config_params(method))  # one real layer
+    perturb(block, PERTURB.get(method, 1e-2), switch=True)  # LoRA-Dash: SVD directions of non-square W0 too
+    x = torch.randn(3, 1536, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        for name, layer in adapter_layers(block).items():
+            short = name.rsplit(".", 1)[-1]
+            delta = layer.delta_weight()
+            assert delta.shape == SHAPES[short] == layer.base_layer.weight.shape, name
+            assert delta.abs().max() > 0, name
+            if method == "lora_dash":  # the switch chose s directions of this (possibly non-square) W0
+                assert layer.dash_active and layer.dash_U.shape == (layer.out_features, layer.s), name
+            xi = x[:, : layer.in_features]
+            torch.testing.assert_close(layer(xi) - layer.base_layer(xi), xi @ delta.T, atol=1e-5, rtol=1e-4,
+                                       msg=name)
