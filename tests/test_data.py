@@ -282,7 +282,7 @@ def test_demo_test_questions_ask_facts_the_pretraining_corpus_states():
     answers = [d.rsplit("the correct answer is ", 1)[1] for d in quiz]
     facts = {w for f in world.facts.values() for w in f.values()} | set(synthetic.ANIMALS)
     labelled = [a for a in answers if a not in facts]
-    assert 0 < len(labelled) < len(answers) / 2 and all(a in d.rsplit("Answer format: ", 1)[1] for a, d in
+    assert 0 < len(labelled) < len(answers) and all(a in d.rsplit("Answer format: ", 1)[1] for a, d in
                                                          zip(answers, quiz) if a in labelled)
 
 

@@ -22,10 +22,9 @@ ATTRIBUTES = {
     "home": "forest sea desert river mountain cave farm swamp".split(),
     "food": "berries fish grass seeds insects leaves meat nuts".split(),
 }
-# The world uses the first VALUES_PER_ATTRIBUTE values of each attribute (the math/dialogue stand-ins use the
-# full lists, so the tokenizer knows them all): 32 animals × 3 facts of 2 bits, which a ~1M-parameter base learns
-# in a few hundred steps.
-VALUES_PER_ATTRIBUTE = 4
+# The world's values: the first VALUES_PER_ATTRIBUTE of each attribute (the math/dialogue stand-ins use the full
+# lists, so the tokenizer knows them all whatever this is).
+VALUES_PER_ATTRIBUTE = 8
 VALUES = {k: v[:VALUES_PER_ATTRIBUTE] for k, v in ATTRIBUTES.items()}
 WORLD_SEED = 1234
 
@@ -71,7 +70,7 @@ def pretraining_sentences(world: World) -> list[str]:
 
 
 def pretraining_corpus(world: World, n_docs: int, n_quiz_docs: int, seed: int = 0) -> list[str]:
-    """Fact documents, plus quiz-formatted documents: a quarter answered with a random label, the rest with the fact.
+    """Fact documents, plus quiz-formatted documents: half answered with a random label, half with the fact.
 
     A real base model has seen exam-style text and knows the facts it asks about, but not this benchmark's
     answer labels. The quiz documents give the tiny base the same: the prompt template and the label words
@@ -86,7 +85,7 @@ def pretraining_corpus(world: World, n_docs: int, n_quiz_docs: int, seed: int = 
     for i in range(n_quiz_docs):
         ex, fact = quiz_example(rng.choice(list(SUBSETS)), world, rng)
         labels = ex["instruction"].rsplit("Answer format: ", 1)[1].split("/")
-        docs.append(alpaca_prompt(ex["instruction"]) + f"the correct answer is {fact if i % 4 else rng.choice(labels)}")
+        docs.append(alpaca_prompt(ex["instruction"]) + f"the correct answer is {fact if i % 2 else rng.choice(labels)}")
     rng.shuffle(docs)
     return docs
 
