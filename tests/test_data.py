@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import subprocess
 import sys
 
@@ -253,3 +254,41 @@ def test_task_configs_carry_the_paper_settings(name, fmt, epochs, cutoff, max_ne
     cfg = task_cfg(name)
     assert (cfg.format, cfg.epochs, cfg.cutoff_len, cfg.max_new_tokens) == (fmt, epochs, cutoff, max_new)
     assert cfg.data_dir == f"data/{name}" and cfg.loss_on == "response" and cfg.split_seed == 58
+
+
+# --- the synthetic world ---------------------------------------------------------------------------------------
+
+def test_demo_test_questions_ask_facts_the_pretraining_corpus_states():
+    """Every fact a demo test question asks is stated in the tiny base's pretraining corpus; its quiz documents
+    are answered with that fact's word or a label drawn at random, never with a label chosen to be right."""
+    syn = task_cfg("synthetic").synthetic
+    assert syn.test_per_subset >= 50
+    world = synthetic.World.build()
+    rng = random.Random(syn.seed)
+    tests = {s: [synthetic.quiz_example(s, world, rng) for _ in range(syn.test_per_subset)] for s in synthetic.SUBSETS}
+    corpus = " ".join(synthetic.pretraining_sentences(world))
+    for subset, examples in tests.items():
+        for ex, fact in examples:
+            assert ex["output"] == f"the correct answer is {ex['answer']}"
+            if subset in ("winogrande", "arc_c"):  # the fact word is the animal that has the asked value
+                assert any(f"the {fact} is {v} ." in corpus or f"the {fact} lives in the {v} ." in corpus
+                           or f"the {fact} eats {v} ." in corpus for v in re.findall(r"[a-z]+", ex["instruction"]))
+            else:
+                animal = next(a for a in synthetic.ANIMALS if a in re.findall(r"[a-z]+", ex["instruction"]))
+                assert fact in world.facts[animal].values()
+                assert any(f"the {animal} {verb} {fact} ." in corpus for verb in ("is", "lives in the", "eats"))
+    quiz = [d for d in synthetic.pretraining_corpus(world, n_docs=10, n_quiz_docs=200, seed=0) if "### Response:" in d]
+    assert len(quiz) == 200
+    answers = [d.rsplit("the correct answer is ", 1)[1] for d in quiz]
+    facts = {w for f in world.facts.values() for w in f.values()} | set(synthetic.ANIMALS)
+    labelled = [a for a in answers if a not in facts]
+    assert 0 < len(labelled) < len(answers) and all(a in d.rsplit("Answer format: ", 1)[1] for a, d in
+                                                         zip(answers, quiz) if a in labelled)
+
+
+def test_demo_splits_hold_out_distinct_test_questions():
+    syn = task_cfg("synthetic").synthetic
+    train, tests = synthetic.make_splits(syn.train_per_subset, syn.test_per_subset, seed=syn.seed)
+    held_out = {ex["instruction"] for records in tests.values() for ex in records}
+    assert all(len({ex["instruction"] for ex in records}) == syn.test_per_subset for records in tests.values())
+    assert not held_out & {ex["instruction"] for ex in train} and len(train) == 8 * syn.train_per_subset

@@ -22,6 +22,10 @@ ATTRIBUTES = {
     "home": "forest sea desert river mountain cave farm swamp".split(),
     "food": "berries fish grass seeds insects leaves meat nuts".split(),
 }
+# The world's values: the first VALUES_PER_ATTRIBUTE of each attribute (the math/dialogue stand-ins use the full
+# lists, so the tokenizer knows them all whatever this is).
+VALUES_PER_ATTRIBUTE = 8
+VALUES = {k: v[:VALUES_PER_ATTRIBUTE] for k, v in ATTRIBUTES.items()}
 WORLD_SEED = 1234
 
 # Subset -> (number of options, option label). Labels are the ones LLM-Adapters' answers use.
@@ -44,7 +48,7 @@ class World:
     @classmethod
     def build(cls, seed: int = WORLD_SEED) -> "World":
         rng = random.Random(seed)
-        return cls({a: {k: rng.choice(v) for k, v in ATTRIBUTES.items()} for a in ANIMALS})
+        return cls({a: {k: rng.choice(v) for k, v in VALUES.items()} for a in ANIMALS})
 
 
 def pretraining_sentences(world: World) -> list[str]:
@@ -66,25 +70,27 @@ def pretraining_sentences(world: World) -> list[str]:
 
 
 def pretraining_corpus(world: World, n_docs: int, n_quiz_docs: int, seed: int = 0) -> list[str]:
-    """Fact documents, plus quiz-formatted documents whose answer label is random.
+    """Fact documents, plus quiz-formatted documents: half answered with a random label, half with the fact.
 
-    The quiz documents teach the prompt template and the answer-label words (a real base model has seen such
-    text) without teaching which option is right: the label is drawn at random, so only fine-tuning can
-    teach the model to connect the question to the facts it knows.
+    A real base model has seen exam-style text and knows the facts it asks about, but not this benchmark's
+    answer labels. The quiz documents give the tiny base the same: the prompt template and the label words
+    (with a random label, so nothing about which option is right), and recalling the asked fact right where
+    the answer goes (answered with the fact's word, "the correct answer is red", never with a label). The
+    untuned base therefore answers the test formats at chance or with an unparseable word; only fine-tuning
+    teaches it to turn the fact it recalls into the right option label.
     """
     rng = random.Random(seed)
     sentences = pretraining_sentences(world)
     docs = [" ".join(rng.sample(sentences, 8)) for _ in range(n_docs)]
-    for _ in range(n_quiz_docs):
-        subset = rng.choice(list(SUBSETS))
-        ex = make_example(subset, world, rng)
+    for i in range(n_quiz_docs):
+        ex, fact = quiz_example(rng.choice(list(SUBSETS)), world, rng)
         labels = ex["instruction"].rsplit("Answer format: ", 1)[1].split("/")
-        docs.append(alpaca_prompt(ex["instruction"]) + f"the correct answer is {rng.choice(labels)}")
+        docs.append(alpaca_prompt(ex["instruction"]) + f"the correct answer is {fact if i % 2 else rng.choice(labels)}")
     rng.shuffle(docs)
     return docs
 
 
-# --- questions, one function per subset; each returns (instruction, answer) -----------------------------
+# --- questions, one function per subset; each returns (instruction, answer, fact word) -----------------------------
 
 PHRASES = {
     "color": ("what color is the {a}?", "the {a} is"),
@@ -113,29 +119,30 @@ def _fmt(label, n):
 
 
 def _boolq(world, rng):
-    a, attr = rng.choice(ANIMALS), rng.choice(list(ATTRIBUTES))
+    a, attr = rng.choice(ANIMALS), rng.choice(list(VALUES))
     truth = rng.random() < 0.5
-    value = world.facts[a][attr] if truth else rng.choice([v for v in ATTRIBUTES[attr] if v != world.facts[a][attr]])
+    value = world.facts[a][attr] if truth else rng.choice([v for v in VALUES[attr] if v != world.facts[a][attr]])
     question = {"color": f"is the {a} {value}", "home": f"does the {a} live in the {value}",
                 "food": f"does the {a} eat {value}"}[attr]
     return (f"Please answer the following question with true or false, question: {question}?\n\n"
-            "Answer format: true/false", "true" if truth else "false")
+            "Answer format: true/false", "true" if truth else "false", world.facts[a][attr])
 
 
 def _piqa(world, rng):
     a, attr = rng.choice(ANIMALS), rng.choice(["home", "food"])
     goal, verb = {"home": (f"how do you find the {a}?", "look in the"), "food": (f"how do you feed the {a}?", "give it")}[attr]
-    options, k = _options(rng, world.facts[a][attr], ATTRIBUTES[attr], 2)
+    options, k = _options(rng, world.facts[a][attr], VALUES[attr], 2)
     listing = "\n\n".join(f"Solution{i}: {verb} {o}" for i, o in enumerate(options, 1))
     return (f"Please choose the correct solution to the question: {goal}\n\n{listing}\n\n"
-            f"Answer format: solution1/solution2", f"solution{k}")
+            f"Answer format: solution1/solution2", f"solution{k}", world.facts[a][attr])
 
 
 def _multiple_choice(world, rng, n, label, intro):
-    a, attr = rng.choice(ANIMALS), rng.choice(list(ATTRIBUTES))
-    options, k = _options(rng, world.facts[a][attr], ATTRIBUTES[attr], n)
+    a, attr = rng.choice(ANIMALS), rng.choice(list(VALUES))
+    options, k = _options(rng, world.facts[a][attr], VALUES[attr], n)
     question = PHRASES[attr][0 if label == "answer" else 1].format(a=a)
-    return f"{intro}: {question}\n\n{_listing(label, options)}\n\nAnswer format: {_fmt(label, n)}", f"{label}{k}"
+    return (f"{intro}: {question}\n\n{_listing(label, options)}\n\nAnswer format: {_fmt(label, n)}", f"{label}{k}",
+            world.facts[a][attr])
 
 
 def _siqa(world, rng):
@@ -155,7 +162,7 @@ def _obqa(world, rng):
 
 
 def _winogrande(world, rng):
-    attr = rng.choice(list(ATTRIBUTES))
+    attr = rng.choice(list(VALUES))
     a = rng.choice(ANIMALS)
     b = rng.choice([x for x in ANIMALS if world.facts[x][attr] != world.facts[a][attr]])
     sentence = PHRASES[attr][1].format(a="_") + f" {world.facts[a][attr]}"
@@ -163,12 +170,12 @@ def _winogrande(world, rng):
     if rng.random() < 0.5:
         options, k = [b, a], 2
     return (f"Please choose the correct answer to fill in the blank to complete the given sentence: {sentence}\n\n"
-            f"Option1: {options[0]} Option2: {options[1]} Answer format: option1/option2", f"option{k}")
+            f"Option1: {options[0]} Option2: {options[1]} Answer format: option1/option2", f"option{k}", a)
 
 
 def _arc_c(world, rng):
     """The reverse lookup: which animal has this value (only one of the options has it)."""
-    attr = rng.choice(list(ATTRIBUTES))
+    attr = rng.choice(list(VALUES))
     a = rng.choice(ANIMALS)
     value = world.facts[a][attr]
     others = rng.sample([x for x in ANIMALS if world.facts[x][attr] != value], 3)
@@ -177,16 +184,22 @@ def _arc_c(world, rng):
     question = {"color": f"which animal is {value}?", "home": f"which animal lives in the {value}?",
                 "food": f"which animal eats {value}?"}[attr]
     return (f"Please choose the correct answer to the question: {question}\n\n{_listing('answer', options)}\n\n"
-            f"Answer format: {_fmt('answer', 4)}", f"answer{options.index(a) + 1}")
+            f"Answer format: {_fmt('answer', 4)}", f"answer{options.index(a) + 1}", a)
 
 
 QUESTION_MAKERS = {"boolq": _boolq, "piqa": _piqa, "siqa": _siqa, "hellaswag": _hellaswag,
                    "winogrande": _winogrande, "arc_e": _arc_e, "arc_c": _arc_c, "obqa": _obqa}
 
 
+def quiz_example(subset: str, world: World, rng: random.Random) -> tuple[dict, str]:
+    """An LLM-Adapters record for `subset` and the fact word that answers it (a value, or for the reverse
+    lookups winogrande and arc_c the animal)."""
+    instruction, answer, fact = QUESTION_MAKERS[subset](world, rng)
+    return {"instruction": instruction, "input": "", "output": f"the correct answer is {answer}", "answer": answer}, fact
+
+
 def make_example(subset: str, world: World, rng: random.Random) -> dict:
-    instruction, answer = QUESTION_MAKERS[subset](world, rng)
-    return {"instruction": instruction, "input": "", "output": f"the correct answer is {answer}", "answer": answer}
+    return quiz_example(subset, world, rng)[0]
 
 
 def make_splits(n_train_per_subset: int, n_test_per_subset: int, seed: int = 0) -> tuple[list, dict]:

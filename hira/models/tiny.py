@@ -45,17 +45,34 @@ def tokenizer_texts(world: synthetic.World) -> list[str]:
             + [q["instruction"] + " " + q["output"] for q in questions] + synthetic_tasks.vocabulary_texts())
 
 
+def pack(tokenizer, corpus: list[str], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Documents packed whole into rows of seq_len tokens (a quiz document keeps its question with its answer);
+    the rest of a row is padding, left out of the loss."""
+    rows, row = [], []
+    for doc in corpus:
+        ids = (tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id])[:seq_len]
+        if len(row) + len(ids) > seq_len:
+            rows.append(row)
+            row = []
+        row += ids
+    rows.append(row)
+    inputs = torch.full((len(rows), seq_len), tokenizer.pad_token_id)
+    labels = torch.full((len(rows), seq_len), -100)
+    for i, r in enumerate(rows):
+        inputs[i, : len(r)] = labels[i, : len(r)] = torch.tensor(r)
+    return inputs, labels
+
+
 def pretrain(model, tokenizer, corpus: list[str], steps: int, batch_size: int, seq_len: int, lr: float, seed: int):
-    """Plain causal-LM pretraining on packed corpus chunks (building the base, not fine-tuning it)."""
-    ids = [t for doc in corpus for t in tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]]
-    chunks = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
+    """Plain causal-LM pretraining on packed corpus rows (building the base, not fine-tuning it)."""
+    inputs, labels = pack(tokenizer, corpus, seq_len)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     model.train()
     for step in range(steps):
-        batch = chunks[torch.randint(len(chunks), (batch_size,), generator=gen)]
-        loss = model(input_ids=batch, labels=batch).loss
+        idx = torch.randint(len(inputs), (batch_size,), generator=gen)
+        loss = model(input_ids=inputs[idx], labels=labels[idx]).loss
         loss.backward()
         opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
         if step % 50 == 0 or step == steps - 1:
@@ -75,7 +92,7 @@ def build_tiny_model(path: Path, cfg) -> None:
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
-    corpus = synthetic.pretraining_corpus(world, n_docs=2000, n_quiz_docs=cfg.pretrain.quiz_docs, seed=cfg.seed)
+    corpus = synthetic.pretraining_corpus(world, n_docs=cfg.pretrain.fact_docs, n_quiz_docs=cfg.pretrain.quiz_docs, seed=cfg.seed)
     corpus += synthetic_tasks.pretraining_docs(n_docs=400, seed=cfg.seed)  # what the math/dialogue stand-ins build on
     pretrain(model, tokenizer, corpus, cfg.pretrain.steps, cfg.pretrain.batch_size, cfg.pretrain.seq_len,
              cfg.pretrain.lr, cfg.seed)
