@@ -11,7 +11,7 @@ from conftest import ROOT
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
-from hira.data import commonsense, convai2, metamath, prepare, synthetic
+from hira.data import convai2, layout, metamath, prepare, synthetic
 from hira.data.records import DataError
 from hira.data.tasks import load_task
 from hira.data.templates import alpaca_prompt
@@ -42,7 +42,7 @@ def test_split_is_the_authors_seed_58_shuffle():
     expected = list(records)
     random.seed(58)  # the authors' code, verbatim
     random.shuffle(expected)
-    train, val = commonsense.split_train_val(records, 7, 58)
+    train, val = layout.split_train_val(records, 7, 58)
     assert val == expected[-7:] and train == expected[:-7]
     assert len(train) + len(val) == len(records) == 30
 

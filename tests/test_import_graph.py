@@ -101,7 +101,7 @@ def test_the_graph_is_read():
     graph = import_graph()
     assert "hira.adapters.params" in graph["hira.models.loading"]
     assert "hira.distributed" in graph["hira.adapters.lora_dash"]  # an import inside a method body
-    assert "hira.data.commonsense" in graph["hira.data.prepare"]  # `from hira.data import commonsense`
+    assert "hira.data.formats" in graph["hira.data.prepare"]  # `from hira.data import formats`
 
 
 def test_no_module_import_cycle():

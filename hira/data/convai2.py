@@ -11,11 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hira.data import commonsense
 from hira.data.records import DataError
 
-TEST_SUBSETS = ("convai2",)
-TRAIN_FILE = "train.json"
 SPLITS = {"train": "train", "test": "valid"}  # ParlAI's valid split is the test set the papers report
 SILENCE = "__SILENCE__"  # ParlAI's placeholder when the speaker opens the dialogue
 INSTRUCTION = "Continue the conversation as the person with this persona.\n\nPersona:\n{persona}"
@@ -25,10 +22,6 @@ INSTRUCTION = "Continue the conversation as the person with this persona.\n\nPer
 class Dialogue:
     persona: list = field(default_factory=list)
     turns: list = field(default_factory=list)  # (partner utterance, response)
-
-
-def prepare_hint(kind: str) -> str:
-    return "run `python scripts/prepare_data.py convai2 --src <ParlAI ConvAI2 folder with *_self_original.txt>`"
 
 
 def parse_line(path: Path, line_no: int, line: str) -> tuple[int, str]:
@@ -85,7 +78,3 @@ def split_file(src: Path, split: str) -> Path:
             return Path(src) / name
     raise DataError(f"convai2: {src} holds no {SPLITS[split]}_self_original.txt; point --src at ParlAI's "
                     f"data/ConvAI2 folder")
-
-
-def test_path(out_dir: Path) -> Path:
-    return commonsense.test_file(out_dir, "convai2")

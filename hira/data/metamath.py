@@ -11,19 +11,10 @@ import json
 import re
 from pathlib import Path
 
-from hira.data import commonsense
 from hira.data.records import DataError, check_keys, load_records, read_json_list
 
-TEST_SUBSETS = ("gsm8k",)
-TRAIN_FILE = "train.json"
 CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations, e.g. <<48/2=24>>
 FINAL = re.compile(r"\n?####\s*(.+?)\s*$", re.S)
-
-
-def prepare_hint(kind: str) -> str:
-    if kind == "test":
-        return "run `python scripts/prepare_data.py gsm8k --src <gsm8k test.json or test.jsonl>`"
-    return "run `python scripts/prepare_data.py metamath --src MetaMathQA-395K.json`"
 
 
 def final_answer(response: str) -> str:
@@ -65,7 +56,7 @@ def gsm8k_records(path: Path) -> list[dict]:
                         f"or openai's grade_school_math/data/test.jsonl")
     text = path.read_text()
     if text.lstrip().startswith("["):
-        return load_records(path, "metamath", prepare_hint("test"))
+        return load_records(path, "gsm8k", "check the downloaded file")
     out = []
     for line_no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -78,7 +69,3 @@ def gsm8k_records(path: Path) -> list[dict]:
     if not out:
         raise DataError(f"{path}: no GSM8K records")
     return out
-
-
-def test_path(out_dir: Path) -> Path:
-    return commonsense.test_file(out_dir, "gsm8k")

@@ -1,8 +1,9 @@
 """Task data as the training loop and the evaluator see it: training/validation records and test sets.
 
-Every task is read from the same prepared layout (LLM-Adapters records in task.data_dir: the training file
-plus <subset>/test.json); task.format (commonsense | gsm8k | convai2) decides which test subsets are valid,
-which prepare command a missing file points to, and which synthetic stand-in `task.synthetic` generates.
+Every task is read from the same prepared layout (hira/data/layout.py: LLM-Adapters records in task.data_dir,
+the training file plus <subset>/test.json); task.format names a registered format (hira/data/formats), which
+decides which test subsets are valid, which prepare command a missing file points to, and which synthetic
+stand-in `task.synthetic` generates.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hira.data import commonsense, convai2, metamath, prepare, synthetic, synthetic_tasks
-from hira.data.records import DataError, load_records
-from hira.files import write_json_atomic
-
-FORMATS = {"commonsense": commonsense, "gsm8k": metamath, "convai2": convai2}
+from hira.data.formats import FORMATS, UNNAMED, TaskFormat, get_format
+from hira.data.layout import split_train_val
+from hira.data.records import load_records
 
 
 @dataclass
@@ -26,54 +25,26 @@ class TaskData:
 
 
 def task_format(task_cfg) -> str:
-    fmt = task_cfg.get("format", "commonsense")  # run configs written before task.format existed
-    if fmt not in FORMATS:
-        raise DataError(f"task.format={fmt!r}; valid: {', '.join(FORMATS)}")
+    fmt = task_cfg.get("format", UNNAMED)  # run configs written before task.format existed
+    get_format(fmt)  # names the valid ones
     return fmt
 
 
-def canonical_subset(fmt: str, subset: str) -> str:
-    if fmt == "commonsense":
-        return commonsense.canonical_subset(subset)
-    if subset not in FORMATS[fmt].TEST_SUBSETS:
-        raise DataError(f"task.test_subsets: {subset!r} is not a {fmt} test set; valid: "
-                        f"{', '.join(FORMATS[fmt].TEST_SUBSETS)}")
-    return subset
-
-
-def write_synthetic_commonsense(data_dir: Path, syn) -> None:
-    train, tests = synthetic.make_splits(syn.train_per_subset, syn.test_per_subset, seed=syn.seed)
-    for subset, records in tests.items():
-        write_json_atomic(commonsense.test_file(data_dir, subset), records)
-    write_json_atomic(data_dir / commonsense.TRAIN_FILE, train)
-
-
-def write_synthetic_gsm8k(data_dir: Path, syn) -> None:
-    train, test = synthetic_tasks.write_math_sources(data_dir / "raw", syn.train_size, syn.test_size, syn.seed)
-    prepare.prepare_gsm8k([test], data_dir)
-    prepare.prepare_metamath([train], data_dir)  # the training file last: its presence marks a finished write
-
-
-def write_synthetic_convai2(data_dir: Path, syn) -> None:
-    raw = synthetic_tasks.write_dialogue_sources(data_dir / "raw", syn.train_size, syn.test_size, syn.seed)
-    prepare.prepare_convai2([raw], data_dir)
-
-
-SYNTHETIC_WRITERS = {"commonsense": write_synthetic_commonsense, "gsm8k": write_synthetic_gsm8k,
-                     "convai2": write_synthetic_convai2}
+def format_of(task_cfg) -> TaskFormat:
+    return FORMATS[task_format(task_cfg)]
 
 
 def ensure_synthetic_files(task_cfg) -> None:
     """Write the synthetic stand-in of the task's format into task.data_dir, once."""
     data_dir = Path(task_cfg.data_dir)
     if not (data_dir / task_cfg.train_file).is_file():
-        SYNTHETIC_WRITERS[task_format(task_cfg)](data_dir, task_cfg.synthetic)
+        format_of(task_cfg).write_synthetic(data_dir, task_cfg.synthetic)
 
 
 def prepare_hint(task_cfg, kind: str = "train") -> str:
     if task_cfg.get("synthetic"):
         return "it is generated on first use; delete the folder to regenerate it"
-    return (f"{FORMATS[task_format(task_cfg)].prepare_hint(kind)} (writes data/), "
+    return (f"{format_of(task_cfg).prepare_hint(kind)} (writes data/), "
             f"or set task.data_dir= to the folder that holds it")
 
 
@@ -84,7 +55,7 @@ def load_task(task_cfg, with_tests: bool = True) -> TaskData:
     data_dir = Path(task_cfg.data_dir)
     train_file = data_dir / task_cfg.train_file
     records = load_records(train_file, task_cfg.name, prepare_hint(task_cfg))
-    train, val = commonsense.split_train_val(records, task_cfg.val_size, task_cfg.split_seed)
+    train, val = split_train_val(records, task_cfg.val_size, task_cfg.split_seed)
     if task_cfg.get("train_limit"):  # a random subset (the split shuffled): short runs on the real files
         train = train[: task_cfg.train_limit]
     tests = load_tests(task_cfg, fmt, data_dir) if with_tests else {}
@@ -94,8 +65,8 @@ def load_task(task_cfg, with_tests: bool = True) -> TaskData:
 def load_tests(task_cfg, fmt: str, data_dir: Path) -> dict:
     tests = {}
     for subset in task_cfg.test_subsets:
-        subset = canonical_subset(fmt, subset)
-        tests[subset] = cached_records(commonsense.test_file(data_dir, subset), task_cfg.name,
+        subset = FORMATS[fmt].canonical_subset(subset)
+        tests[subset] = cached_records(FORMATS[fmt].test_file(data_dir, subset), task_cfg.name,
                                        prepare_hint(task_cfg, "test"))
     return tests
 

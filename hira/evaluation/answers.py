@@ -1,7 +1,10 @@
 """Answer extraction from generated text.
 
-Commonsense (paper and LLM-Adapters): the first keyword match in the response wins, case-sensitive.
-GSM8K (MetaMath): the number after the last "The answer is" (colon optional), compared numerically with the gold.
+Which rule a subset gets is its format's scorer (hira/data/formats):
+choice (commonsense; paper and LLM-Adapters): the first of the subset's answer labels in the response wins,
+case-sensitive.
+number (GSM8K, MetaMath): the number after the last "The answer is" (colon optional), compared numerically with
+the gold.
 """
 
 from __future__ import annotations
@@ -9,28 +12,20 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from hira.data.commonsense import ALIASES
+from hira.data import formats
 
-COMMONSENSE_LABELS = {
-    "boolq": ["true", "false"],
-    "piqa": ["solution1", "solution2"],
-    "siqa": [f"answer{i}" for i in range(1, 6)],
-    "arc_e": [f"answer{i}" for i in range(1, 6)],
-    "arc_c": [f"answer{i}" for i in range(1, 6)],
-    "obqa": [f"answer{i}" for i in range(1, 6)],
-    "hellaswag": [f"ending{i}" for i in range(1, 5)],
-    "winogrande": ["option1", "option2"],
-}
-PATTERNS = {task: re.compile("|".join(labels)) for task, labels in COMMONSENSE_LABELS.items()}
-
-GSM8K_TASKS = ("gsm8k",)
+# Choice subsets -> their answer labels, and the subsets scored by their final number (from the format registry).
+CHOICE_LABELS = {subset: list(labels) for fmt in formats.FORMATS.values() if fmt.scorer == "choice"
+                      for subset, labels in fmt.labels.items()}
+PATTERNS = {task: re.compile("|".join(labels)) for task, labels in CHOICE_LABELS.items()}
+NUMBER_SUBSETS = tuple(subset for fmt in formats.FORMATS.values() if fmt.scorer == "number" for subset in fmt.subsets)
 ANSWER_IS = re.compile(r"The answer is:?")
 # An optionally signed number: 1,234 / 12.5 / .5 / 3/4, possibly after a currency sign.
 NUMBER = re.compile(r"([-+]?)\s*\$?\s*((?:\d[\d,]*)?\.?\d+(?:\s*/\s*\d[\d,]*(?:\.\d+)?)?)")
 
 
 def canonical_task(task: str) -> str:
-    return ALIASES.get(task, task)
+    return formats.canonical_subset(task)
 
 
 def extract_number(text: str) -> str | None:
@@ -58,10 +53,10 @@ def to_fraction(number: str) -> Fraction | None:
 def extract_answer(task: str, text: str) -> str | None:
     """The answer in `text` for subset `task` (LLM-Adapters names accepted), or None on a parse failure."""
     task = canonical_task(task)
-    if task in GSM8K_TASKS:
+    if task in NUMBER_SUBSETS:
         return extract_number(text)
     if task not in PATTERNS:
-        raise ValueError(f"no answer extraction for task {task!r}; valid: {', '.join([*PATTERNS, *GSM8K_TASKS])}")
+        raise ValueError(f"no answer extraction for task {task!r}; valid: {', '.join([*PATTERNS, *NUMBER_SUBSETS])}")
     match = PATTERNS[task].search(text.strip())
     return match.group(0) if match else None
 
@@ -70,7 +65,7 @@ def is_correct(task: str, prediction: str | None, gold: str) -> bool:
     """Commonsense: same label. GSM8K: same number (so "18" matches a gold "18.0" and "0.75" matches "3/4")."""
     if prediction is None:
         return False
-    if canonical_task(task) in GSM8K_TASKS:
+    if canonical_task(task) in NUMBER_SUBSETS:
         value, gold_value = to_fraction(prediction), to_fraction(str(gold))
         return value is not None and value == gold_value
     return prediction == gold
@@ -81,7 +76,7 @@ ANSWER_FORMAT = re.compile(r"Answer format: (\S+)")
 
 def offered_labels(task: str, record: dict) -> list[str]:
     """The labels a commonsense question offers, from its "Answer format: a/b/c" line (all labels if absent)."""
-    labels = COMMONSENSE_LABELS[canonical_task(task)]
+    labels = CHOICE_LABELS[canonical_task(task)]
     match = ANSWER_FORMAT.search(record["instruction"])
     offered = [label for label in match.group(1).split("/") if label in labels] if match else []
     return offered or labels

@@ -1,8 +1,8 @@
 """Score a run's checkpoints on its task's test sets: predictions/<ckpt>/<subset>.jsonl and scores.json.
 
-Scoring is dispatched by subset name: the eight commonsense subsets and gsm8k are scored by accuracy of the
-extracted answer (mode=generate, the paper's) or of the most likely answer option (mode=loglik, commonsense only);
-convai2 by the dialogue metrics of the paper's Table 2.
+Scoring is dispatched by the subset's format (hira/data/formats): the eight commonsense subsets and gsm8k are
+scored by accuracy of the extracted answer (mode=generate, the paper's) or of the most likely answer option
+(mode=loglik, commonsense only); convai2 by the dialogue metrics of the paper's Table 2.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from omegaconf import OmegaConf
 
 from hira.adapters import merge
 from hira.cli import CONFIG_DIR
+from hira.data import formats
 from hira.data.tasks import load_task
 from hira.files import write_json_atomic
 from hira.errors import UserError
-from hira.evaluation.answers import (COMMONSENSE_LABELS, GSM8K_TASKS, answer_completion, canonical_task,
-                                     extract_answer, is_correct, offered_labels)
+from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
 from hira.evaluation.generation import completion_logliks, generate, prompts_for
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
@@ -29,24 +29,19 @@ from hira.training.checkpoint import list_checkpoints, load_adapter, select_chec
 
 log = logging.getLogger(__name__)
 
-DIALOGUE_TASKS = ("convai2",)
 MODES = ("generate", "loglik")
-# The paper's Table 1 column order.
-TABLE1 = {"boolq": "BoolQ", "piqa": "PIQA", "siqa": "SIQA", "arc_c": "ARC-c", "arc_e": "ARC-e", "obqa": "OBQA",
-          "hellaswag": "HellaS", "winogrande": "WinoG"}
+# The paper's Table 1 column order (its format's columns in the registry, less the average).
+TABLE1 = {key: header for fmt in formats.FORMATS.values() if fmt.table == "table1"
+          for key, header in fmt.columns if key != "average"}
 
 
 def subset_kind(subset: str) -> str:
-    """"choice" (commonsense), "number" (gsm8k) or "dialogue" (convai2)."""
-    subset = canonical_task(subset)
-    if subset in COMMONSENSE_LABELS:
-        return "choice"
-    if subset in GSM8K_TASKS:
-        return "number"
-    if subset in DIALOGUE_TASKS:
-        return "dialogue"
-    raise UserError(f"no scoring rule for test subset {subset!r}; valid: "
-                    f"{', '.join([*COMMONSENSE_LABELS, *GSM8K_TASKS, *DIALOGUE_TASKS])}")
+    """How a test subset is scored, its format's scorer: "choice" (commonsense), "number" (gsm8k) or
+    "dialogue" (convai2)."""
+    fmt = formats.subset_format(subset)
+    if fmt is None:
+        raise UserError(f"no scoring rule for test subset {subset!r}; valid: {', '.join(formats.all_subsets())}")
+    return fmt.scorer
 
 
 def score_answers(subset: str, records: list[dict], predictions: list, generations: list[str], prompts: list[str]):

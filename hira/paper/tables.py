@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from hira.evaluation.answers import COMMONSENSE_LABELS, GSM8K_TASKS
+from hira.data import formats
 from hira.paper.runs import Run, find_runs
 
 NUMBERS_FILE = Path(__file__).with_name("numbers.yaml")
@@ -29,12 +29,9 @@ METHOD_ORDER = ["base", "full", "prompt_tuning", "p_tuning", "lora", "dora", "ve
 PLACEMENT_ORDER = ["FC+QKV", "FC", "QV", "QKV", "QK", "V", "Q", "K"]  # Table 5
 LOSS_ON_ORDER = ["response", "full"]  # the authors' masking first, then LLM-Adapters' (the baselines' numbers)
 
+# The task tables' columns are their formats' (hira/data/formats): table1 commonsense, table2 convai2, table3 gsm8k.
 COLUMNS = {
-    "table1": [("boolq", "BoolQ"), ("piqa", "PIQA"), ("siqa", "SIQA"), ("arc_c", "ARC-c"), ("arc_e", "ARC-e"),
-               ("obqa", "OBQA"), ("hellaswag", "HellaS"), ("winogrande", "WinoG"), ("average", "Avg.")],
-    "table2": [("bleu", "BLEU"), ("bert_f1", "BERT F1"), ("bert_r", "BERT-R"), ("bert_p", "BERT-P"),
-               ("meteor", "METEOR"), ("rouge_l", "R-L"), ("average", "Avg.")],
-    "table3": [("gsm8k", "GSM8K")],
+    **{fmt.table: list(fmt.columns) for fmt in formats.FORMATS.values()},
     "table12": [("peak_memory_gb", "Peak memory (GB)"), ("train_time_s", "Train time")],
 }
 TITLES = {
@@ -53,14 +50,10 @@ def load_paper_numbers(path: Path = NUMBERS_FILE) -> dict:
 
 
 def task_table(run: Run) -> str | None:
-    """Which main table a scored run belongs to, from the subsets it was scored on."""
-    if any(s in COMMONSENSE_LABELS for s in run.subsets):
-        return "table1"
-    if any(s in GSM8K_TASKS for s in run.subsets):
-        return "table3"
-    if "bleu" in run.scores:
-        return "table2"
-    return None
+    """Which main table a scored run belongs to: its test subsets' format's (the first registered one's, if it was
+    scored on subsets of two formats)."""
+    scored = {fmt.name for s in run.subsets if (fmt := formats.subset_format(s))}
+    return next((fmt.table for fmt in formats.FORMATS.values() if fmt.name in scored), None)
 
 
 # --- rows -------------------------------------------------------------------------------------------------

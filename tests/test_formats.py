@@ -1,0 +1,136 @@
+"""The task-format registry (hira/data/formats): every format is complete, and the registry is the one place that
+lists them, so adding a format is one module in hira/data/formats + one entry in its FORMATS."""
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hira.data import formats
+from hira.data.formats.base import KINDS, SCORERS, Preparer, TaskFormat
+from hira.evaluation import answers, evaluator
+from hira.paper import tables
+from hira.paper.runs import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+HIRA = ROOT / "hira"
+FORMATS_DIR = HIRA / "data" / "formats"
+
+
+@pytest.mark.parametrize("name", list(formats.FORMATS))
+def test_every_format_is_complete(name):
+    fmt = formats.FORMATS[name]
+    assert isinstance(fmt, TaskFormat) and fmt.name == name
+    assert fmt.subsets and all(isinstance(s, str) and s for s in fmt.subsets)
+    assert len(set(fmt.subsets)) == len(fmt.subsets)
+    assert set(fmt.aliases.values()) <= set(fmt.subsets), "an alias names a subset the format does not have"
+    assert fmt.train_file and fmt.folder
+    assert fmt.scorer in SCORERS
+    if fmt.scorer == "choice":
+        assert set(fmt.labels) == set(fmt.subsets), "a choice format needs the answer labels of every subset"
+        assert all(labels and all(isinstance(label, str) and label for label in labels)
+                   for labels in fmt.labels.values())
+    else:
+        assert not fmt.labels
+    assert fmt.table and fmt.columns
+    assert all(isinstance(key, str) and isinstance(header, str) and header for key, header in fmt.columns)
+    if fmt.scorer != "dialogue":  # accuracy formats: one column per subset
+        assert set(fmt.subsets) <= {key for key, _ in fmt.columns}
+    assert fmt.preparers and all(isinstance(p, Preparer) and callable(p.run) and p.command and p.src
+                                 for p in fmt.preparers)
+    for kind in KINDS:  # some prepare command writes the training file and the test files
+        assert fmt.prepare_hint(kind).startswith("run `")
+    assert callable(fmt.write_synthetic)
+
+
+def test_formats_do_not_overlap():
+    fmts = list(formats.FORMATS.values())
+    subsets = [s for f in fmts for s in f.subsets]
+    aliases = [a for f in fmts for a in f.aliases]
+    commands = [p.command for f in fmts for p in f.preparers]
+    for names in (subsets, aliases, commands, [f.table for f in fmts]):
+        assert len(set(names)) == len(names)
+    assert not set(aliases) & set(subsets)
+
+
+def test_every_task_config_names_a_registered_format():
+    configs = sorted((ROOT / "configs" / "task").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = yaml.safe_load(path.read_text())
+        task = cfg.get("task", cfg)  # the synthetic stand-ins are @package _global_
+        assert task.get("format", formats.UNNAMED) in formats.FORMATS, path.name
+        fmt = formats.FORMATS[task.get("format", formats.UNNAMED)]
+        assert [fmt.canonical_subset(s) for s in task["test_subsets"]], path.name
+
+
+def test_the_registry_lists_each_format_module_once():
+    """One module per format in hira/data/formats, each defining FORMAT, each registered exactly once."""
+    modules = sorted(p.stem for p in FORMATS_DIR.glob("*.py") if p.stem not in ("__init__", "base"))
+    registered = sorted(f.write_synthetic.__module__.rpartition(".")[2] for f in formats.FORMATS.values())
+    assert registered == modules
+    for module in modules:
+        assert "FORMAT = TaskFormat(" in (FORMATS_DIR / f"{module}.py").read_text(), module
+
+
+def format_name_literals(node) -> list[str]:
+    """The format names among the string constants of a tuple/list/set/dict literal (a dict's keys)."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        elements = node.elts
+    elif isinstance(node, ast.Dict):
+        elements = [k for k in node.keys if k is not None]
+    else:
+        return []
+    return [e.value for e in elements if isinstance(e, ast.Constant) and e.value in formats.FORMATS]
+
+
+def format_tables(root: Path) -> list[str]:
+    """Every tuple, list, set or dict literal naming two or more formats in the .py files under root, outside
+    hira/data/formats."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if FORMATS_DIR in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = format_name_literals(node)
+            if len(set(names)) >= 2:
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}: {names}")
+    return found
+
+
+def test_no_format_table_outside_the_registry():
+    """A literal naming two or more formats outside hira/data/formats is a parallel table that a new format
+    would have to be added to: read the registry instead."""
+    found = format_tables(HIRA)
+    assert not found, "format names listed outside hira/data/formats:\n" + "\n".join(found)
+
+
+def test_a_format_table_is_found(tmp_path):
+    (tmp_path / "hira").mkdir()
+    (tmp_path / "hira" / "old.py").write_text('FORMATS = {"commonsense": 1, "gsm8k": 2}\nONE = ("convai2",)\n')
+    assert format_tables(tmp_path / "hira") == ["hira/old.py:1: ['commonsense', 'gsm8k']"]
+
+
+def test_the_readers_follow_the_registry():
+    # What the evaluator and the tables used to keep in their own tables, now the formats'.
+    assert list(evaluator.TABLE1) == [k for k, _ in formats.FORMATS["commonsense"].columns if k != "average"]
+    assert answers.extract_answer("social_i_qa", "the correct answer is answer3") == "answer3"
+    assert answers.is_correct("gsm8k", "18", "18.0")
+    for fmt in formats.FORMATS.values():
+        assert tables.COLUMNS[fmt.table] == list(fmt.columns)
+        for subset in fmt.subsets:
+            assert evaluator.subset_kind(subset) == fmt.scorer
+        for alias in fmt.aliases:
+            assert evaluator.subset_kind(alias) == fmt.scorer
+
+
+def test_a_new_format_is_one_registry_entry(monkeypatch):
+    """A format added to the registry is scored and tabled by its entry alone."""
+    toy = dataclasses.replace(formats.FORMATS["gsm8k"], name="toy", subsets=("toy_math",),
+                              aliases={"ToyMath": "toy_math"}, table="table99", columns=(("toy_math", "Toy"),))
+    monkeypatch.setitem(formats.FORMATS, "toy", toy)
+    assert evaluator.subset_kind("ToyMath") == "number"
+    run = Run(Path("."), "toy", "tiny", "hira", "r4", "FC+QKV", 1e-3, 16, 0, "cpu", None, subsets=("toy_math",))
+    assert tables.task_table(run) == "table99"
