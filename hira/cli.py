@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from hira.errors import UserError
+from hira.run_dir import RunDir
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("method", "model", "task", "hardware")
@@ -62,7 +63,7 @@ def check_eval_args(args: list[str]) -> None:
     if (override_values(args, "watch") or ["false"])[-1].lower() == "true":
         return
     for run_dir in run_dirs:
-        if not (Path(run_dir) / "config.yaml").is_file():
+        if not RunDir(run_dir).config.is_file():
             what = "has no config.yaml" if Path(run_dir).is_dir() else "does not exist"
             raise UserError(f"run_dir={run_dir} {what}; point run_dir at a folder made by train.py "
                             f"(outputs/<task>/<method>/<model>/<time>_s<seed>)")

@@ -386,9 +386,9 @@ def run_train(cmd: list[str], log: Path, timeout_s: float) -> None:
 
 
 def events(run_dir: Path, kind: str) -> list[dict]:
-    from hira.training.runlog import read_metrics
+    from hira.run_dir import RunDir
 
-    return [e for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == kind]
+    return RunDir(run_dir).events(kind)
 
 
 def mean_train_tokens(run_dir: Path) -> float:
@@ -399,7 +399,9 @@ def mean_train_tokens(run_dir: Path) -> float:
     from hira.data.tasks import load_task
     from hira.data.tokenize import tokenized_splits
 
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    from hira.run_dir import RunDir
+
+    cfg = OmegaConf.load(RunDir(run_dir).config)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -429,12 +431,13 @@ def real_run(args, timeout_s: float) -> dict:
     from omegaconf import OmegaConf
 
     from hira.evaluation.evaluator import format_table
+    from hira.run_dir import RunDir
 
     end = events(run_dir, "end")[-1]
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = OmegaConf.load(RunDir(run_dir).config)
     examples = end["step"] * cfg.train.global_batch_size
     tokens_per_s = examples * mean_train_tokens(run_dir) / end["train_time_s"]
-    scores = json.loads((run_dir / "scores.json").read_text())["best"]
+    scores = RunDir(run_dir).read_scores()["best"]
     return {"command": " ".join(["python", "train.py", *overrides]), "model": cfg.model.name,
             "model_note": None if args.smollm2_path else "no --smollm2-path: the tiny in-project model stood in",
             "steps": end["step"], "train_time_s": end["train_time_s"], "peak_memory_gb": end["peak_memory_gb"],
@@ -447,6 +450,8 @@ def real_run(args, timeout_s: float) -> dict:
 
 def zero3_check(args, timeout_s: float) -> dict:
     from omegaconf import OmegaConf
+
+    from hira.run_dir import RunDir
 
     device = args.device
     stage0, stage3 = ("gpu", "a100_zero3") if device == "cuda" else ("cpu", "cpu_zero3")
@@ -463,7 +468,7 @@ def zero3_check(args, timeout_s: float) -> dict:
         losses[name] = [e["loss"] for e in events(run_dir, "train")]
     diffs = [abs(a - b) for a, b in zip(losses["stage0"], losses["zero3"])]
     same = len(losses["stage0"]) == len(losses["zero3"]) == steps and max(diffs) <= ZERO3_LOSS_TOL[device]
-    ds_config = OmegaConf.load(run_dir / "config.yaml").hardware.ds_config  # the last run: the ZeRO-3 one
+    ds_config = OmegaConf.load(RunDir(run_dir).config).hardware.ds_config  # the last run: the ZeRO-3 one
     return {"stage0_hardware": stage0, "zero3_hardware": stage3, "zero3_ds_config": ds_config,
             "launcher": "deepspeed --num_gpus 1",
             "losses": losses, "max_abs_diff": max(diffs), "tolerance": ZERO3_LOSS_TOL[device], "ok": same}

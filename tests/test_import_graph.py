@@ -1,7 +1,7 @@
 """The package's import graph: no cycle, and no module imports from a layer above its own.
 
-Layers, lowest first: the ground floor (errors, files, distributed, cli) that anything may use; the building
-blocks (adapters, data, models); what runs them (training, evaluation); the paper's tables and analyses.
+Layers, lowest first: the ground floor (errors, files, distributed, run_dir, cli) that anything may use; the
+building blocks (adapters, data, models); what runs them (training, evaluation); the paper's tables and analyses.
 Every import counts, including the ones inside functions: a lazy import hides a cycle from Python, not from a
 reader.
 """
@@ -14,7 +14,7 @@ import pytest
 HIRA = Path(__file__).resolve().parents[1] / "hira"
 
 LAYERS = {
-    "hira": 0, "hira.errors": 0, "hira.files": 0, "hira.distributed": 0, "hira.cli": 0,
+    "hira": 0, "hira.errors": 0, "hira.files": 0, "hira.distributed": 0, "hira.run_dir": 0, "hira.cli": 0,
     "hira.adapters": 1, "hira.data": 1, "hira.models": 1,
     "hira.training": 2, "hira.evaluation": 2,
     "hira.paper": 3,

@@ -7,7 +7,6 @@ scored by accuracy of the extracted answer (mode=generate, the paper's) or of th
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from hira.evaluation.answers import answer_completion, extract_answer, is_correc
 from hira.evaluation.generation import completion_logliks, generate, prompts_for
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
+from hira.run_dir import RunDir
 from hira.training.checkpoint import list_checkpoints, load_adapter, select_checkpoints
 
 log = logging.getLogger(__name__)
@@ -143,29 +143,15 @@ def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path) -> dict:
 def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
     load_adapter(model, ckpt, run_cfg)
     merge(model)  # decode at base-model speed
-    return score_model(model, tokenizer, tests, eval_cfg, Path(run_cfg.run_dir) / "predictions" / ckpt.name)
-
-
-def training_finished(run_dir: Path) -> bool:
-    """True once training wrote its "end" event to metrics.jsonl (a half-written last line is ignored)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return False
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("event") == "end":
-                return True
-        except json.JSONDecodeError:
-            continue
-    return False
+    return score_model(model, tokenizer, tests, eval_cfg, RunDir(run_cfg.run_dir).predictions(ckpt.name))
 
 
 def watch_checkpoints(run_dir: Path, score, already_scored=(), poll_s: float = 30, timeout_s: float | None = None):
     """Call score(ckpt) for each checkpoint as it appears; return the scored names once training has finished."""
-    scored, started = list(already_scored), time.monotonic()
+    run, scored, started = RunDir(run_dir), list(already_scored), time.monotonic()
     while True:
-        finished = training_finished(run_dir)  # read before listing: the last checkpoint is saved before "end"
-        for ckpt in list_checkpoints(Path(run_dir) / "checkpoints"):
+        finished = run.training_ended()  # read before listing: the last checkpoint is saved before "end"
+        for ckpt in list_checkpoints(run.checkpoints):
             if ckpt.name not in scored:
                 score(ckpt)
                 scored.append(ckpt.name)
@@ -214,6 +200,11 @@ def scores_entry(scores: dict, eval_cfg) -> dict:
             "average": checkpoint_average(scores)}
 
 
+def set_best(all_scores: dict, name: str) -> None:
+    """scores.json's "best" entry: a copy of `name`'s entry that names it (what the paper tables read)."""
+    all_scores["best"] = {"checkpoint": name, **all_scores[name]}
+
+
 def print_scores(where, name: str, scores: dict, eval_cfg) -> None:
     print(f"\n{where} [{name}] mode={eval_cfg.mode} beam={eval_cfg.num_beams}\n{format_table(scores)}", flush=True)
 
@@ -235,39 +226,38 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     Returns scores.json's content: {checkpoint: {"subsets": {subset: summary}, "average", ...}, "best": {...}}.
     """
     run_dir = Path(run_dir)
-    wait_for_config(run_dir / "config.yaml", watch, poll_s, watch_timeout_s)
-    run_cfg = OmegaConf.load(run_dir / "config.yaml")
+    run = RunDir(run_dir)
+    wait_for_config(run.config, watch, poll_s, watch_timeout_s)
+    run_cfg = OmegaConf.load(run.config)
     eval_cfg = eval_settings(run_cfg.task, overrides)
-    chosen = [] if watch else select_checkpoints(run_dir / "checkpoints", checkpoints)  # fail before loading data
+    chosen = [] if watch else select_checkpoints(run.checkpoints, checkpoints)  # fail before loading data
     tests = select_tests(run_cfg.task, eval_cfg)
 
-    scores_file = run_dir / "scores.json"
-    all_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+    all_scores = run.read_scores()
 
     def score(ckpt: Path) -> None:
         model, tokenizer = load_adapted_model(run_cfg, eval_cfg.device or run_cfg.hardware.device)
         scores = evaluate_checkpoint(model, tokenizer, run_cfg, ckpt, tests, eval_cfg)
         all_scores[ckpt.name] = scores_entry(scores, eval_cfg)
-        mark = select_best(run_dir, all_scores) if watch else (ckpt.name if checkpoints == "best" else None)
+        mark = select_best(run, all_scores) if watch else (ckpt.name if checkpoints == "best" else None)
         if mark:
-            all_scores["best"] = {"checkpoint": mark, **all_scores[mark]}
-        write_json_atomic(scores_file, all_scores)
+            set_best(all_scores, mark)
+        write_json_atomic(run.scores, all_scores)
         print_scores(run_dir, ckpt.name, scores, eval_cfg)
 
     if watch:
         already = [name for name in all_scores if name != "best"]
         watch_checkpoints(run_dir, score, already, poll_s, watch_timeout_s)
-        if (mark := select_best(run_dir, all_scores)) is not None:  # the marker may have moved after the last score
-            all_scores["best"] = {"checkpoint": mark, **all_scores[mark]}
-            write_json_atomic(scores_file, all_scores)
+        if (mark := select_best(run, all_scores)) is not None:  # the marker may have moved after the last score
+            set_best(all_scores, mark)
+            write_json_atomic(run.scores, all_scores)
     else:
         for ckpt in chosen:
             score(ckpt)
     return all_scores
 
 
-def select_best(run_dir: Path, all_scores: dict) -> str | None:
+def select_best(run: RunDir, all_scores: dict) -> str | None:
     """The checkpoint training marked best (lowest validation loss), if it has been scored."""
-    marker = run_dir / "checkpoints" / "best"
-    name = marker.read_text().strip() if marker.is_file() else None
+    name = run.best_name()
     return name if name in all_scores else None

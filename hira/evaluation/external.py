@@ -13,9 +13,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from hira.errors import UserError
-from hira.evaluation.evaluator import eval_settings, print_scores, score_model, scores_entry, select_tests
+from hira.evaluation.evaluator import eval_settings, print_scores, score_model, scores_entry, select_tests, set_best
 from hira.files import write_json_atomic
 from hira.models.loading import load_base_model
+from hira.run_dir import RunDir
 
 PEFT_CONFIG = "adapter_config.json"
 
@@ -56,7 +57,7 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
     Writes run_dir/config.yaml and scores.json ({name: entry, "best": entry}, name "base" or "adapter"); an
     existing scores.json keeps its other entries. Returns the entry.
     """
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     method = adapter_method(Path(adapter)) if adapter else {"name": "base"}
     eval_cfg = eval_settings(task_cfg, overrides)
     tests = select_tests(task_cfg, eval_cfg)  # bad data fails before the model loads
@@ -64,14 +65,13 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
     if adapter:
         model = load_with_adapter(model, Path(adapter))
     name = "adapter" if adapter else "base"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_cfg = scoring_run_config(model_cfg, task_cfg, method, run_dir, experiment)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg))
-    scores = score_model(model, tokenizer, tests, eval_cfg, run_dir / "predictions" / name)
-    scores_file = run_dir / "scores.json"
-    all_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+    run.path.mkdir(parents=True, exist_ok=True)
+    run_cfg = scoring_run_config(model_cfg, task_cfg, method, run.path, experiment)
+    run.config.write_text(OmegaConf.to_yaml(run_cfg))
+    scores = score_model(model, tokenizer, tests, eval_cfg, run.predictions(name))
+    all_scores = run.read_scores()
     all_scores[name] = scores_entry(scores, eval_cfg)
-    all_scores["best"] = {"checkpoint": name, **all_scores[name]}
-    write_json_atomic(scores_file, all_scores)
-    print_scores(run_dir, name, scores, eval_cfg)
+    set_best(all_scores, name)
+    write_json_atomic(run.scores, all_scores)
+    print_scores(run.path, name, scores, eval_cfg)
     return all_scores[name]

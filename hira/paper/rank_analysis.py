@@ -21,6 +21,7 @@ from torch import nn
 from hira.adapters.params import method_params
 from hira.errors import UserError
 from hira.paper.runs import params_label
+from hira.run_dir import RunDir
 
 THRESHOLD = 0.005
 MODULES = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")  # the paper's figure panels
@@ -67,11 +68,11 @@ def resolve_checkpoint(path: Path) -> tuple:
     """(run config, checkpoint folder) for a run directory (its best checkpoint) or a checkpoint folder."""
     from hira.training.checkpoint import ADAPTER_FILE, CONFIG_FILE, best_checkpoint
 
-    path = Path(path)
+    path, run = Path(path), RunDir(path)
     if (path / ADAPTER_FILE).is_file():
         return OmegaConf.load(path / CONFIG_FILE), path
-    if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
-        return OmegaConf.load(path / "config.yaml"), best_checkpoint(path / "checkpoints")
+    if run.config.is_file() and run.checkpoints.is_dir():
+        return OmegaConf.load(run.config), best_checkpoint(run.checkpoints)
     raise UserError(f"{path} is neither a run directory (config.yaml + checkpoints/) nor a checkpoint "
                     f"(adapter.safetensors); pass outputs/<task>/<method>/<model>/<run> or its checkpoints/step_<N>")
 

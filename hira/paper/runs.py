@@ -6,7 +6,6 @@ from scores.json's "best" entry (the evaluator's score of the checkpoint with th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from omegaconf import OmegaConf
 
 from hira.adapters.params import method_params
 from hira.errors import UserError
-from hira.training.runlog import read_metrics
+from hira.run_dir import CONFIG_FILE, RunDir
 
 # The paper's names for target-module placements (Table 5); FC = the MLP's up and down projections.
 ATTENTION_LETTERS = {"q_proj": "Q", "k_proj": "K", "v_proj": "V"}
@@ -96,11 +95,10 @@ def optional_number(cfg, key: str, kind):
 
 def load_run(run_dir: Path) -> Run:
     """A training run, or a scoring-only run of eval.py (base model, peft folder: no training settings)."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    metrics = run_dir / "metrics.jsonl"  # its last "end" event holds the run's totals (carried across resumes)
-    end = [e for e in read_metrics(metrics) if e["event"] == "end"] if metrics.is_file() else []
-    scores_file = run_dir / "scores.json"
-    scores_json = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+    run = RunDir(run_dir)
+    cfg = OmegaConf.load(run.config)
+    end = run.events("end")  # the last one holds the run's totals (carried across resumes)
+    scores_json = run.read_scores()
     scores, subsets = best_scores(scores_json)
     method = cfg.method
     return Run(path=run_dir, task=cfg.task.name, model=cfg.model.name, method=method.name,
@@ -119,9 +117,9 @@ def find_runs(root: Path) -> list[Run]:
     if not root.is_dir():
         raise UserError(f"{root} is not a directory; pass the outputs folder that holds the runs")
     runs = []
-    for config in sorted(root.rglob("config.yaml")):
+    for config in sorted(root.rglob(CONFIG_FILE)):
         run_dir = config.parent
-        if (run_dir / "metrics.jsonl").is_file() or (run_dir / "scores.json").is_file():
+        if RunDir(run_dir).has_results():
             run = load_run(run_dir)
             if run.scores or run.train_time_s is not None:
                 runs.append(run)

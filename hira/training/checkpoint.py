@@ -22,8 +22,9 @@ from hira import distributed
 from hira.adapters import load_trainable_state_dict, trainable_state_dict
 from hira.errors import UserError
 from hira.files import write_text_atomic
+from hira.run_dir import CONFIG_FILE, RunDir, best_marker, read_best_marker
 
-ADAPTER_FILE, STATE_FILE, CONFIG_FILE, BEST_FILE = "adapter.safetensors", "trainer_state.json", "config.yaml", "best"
+ADAPTER_FILE, STATE_FILE = "adapter.safetensors", "trainer_state.json"  # and CONFIG_FILE, the run's config.yaml
 TMP_PREFIX, TRASH_PREFIX = ".tmp_", ".del_"
 
 
@@ -103,7 +104,7 @@ def clean_partial(ckpt_root: Path) -> None:
 
 def mark_best(ckpt_root: Path, step: int) -> None:
     """Point `best` at step_<N>, replacing the marker atomically."""
-    write_text_atomic(Path(ckpt_root) / BEST_FILE, step_name(step) + "\n")
+    write_text_atomic(best_marker(ckpt_root), step_name(step) + "\n")
 
 
 def rotate(ckpt_root: Path, keep_last: int | None) -> list[str]:
@@ -111,8 +112,7 @@ def rotate(ckpt_root: Path, keep_last: int | None) -> list[str]:
     if not keep_last:
         return []
     found = list_checkpoints(ckpt_root)
-    marker = Path(ckpt_root) / BEST_FILE
-    best = marker.read_text().strip() if marker.is_file() else None
+    best = read_best_marker(ckpt_root)
     doomed = [p for p in found[:-keep_last] if p.name != best]
     for path in doomed:
         remove_dir(path)
@@ -127,10 +127,11 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
 
 
 def best_checkpoint(ckpt_root: Path) -> Path:
-    marker = Path(ckpt_root) / BEST_FILE
-    if not marker.is_file():
-        raise UserError(f"no best-checkpoint marker at {marker}; has this run reached its first evaluation?")
-    return Path(ckpt_root) / marker.read_text().strip()
+    name = read_best_marker(ckpt_root)
+    if name is None:
+        raise UserError(f"no best-checkpoint marker at {best_marker(ckpt_root)}; has this run reached its first "
+                        f"evaluation?")
+    return Path(ckpt_root) / name
 
 
 def select_checkpoints(ckpt_root: Path, which: str) -> list[Path]:
@@ -151,9 +152,7 @@ def select_checkpoints(ckpt_root: Path, which: str) -> list[Path]:
 
 def training_status(run_dir: Path) -> str:
     """Whether training is running, ended or never started, as metrics.jsonl tells it."""
-    from hira.training.runlog import read_metrics
-
-    events = [e.get("event") for e in read_metrics(Path(run_dir) / "metrics.jsonl")]
+    events = [e.get("event") for e in RunDir(run_dir).events()]
     if not events:
         return "training has not logged anything (not started yet, or it failed before its first step)"
     if "end" in events:

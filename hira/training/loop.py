@@ -18,6 +18,7 @@ from hira.data.tokenize import tokenized_splits
 from hira.errors import UserError
 from hira.models.loading import check_model_path, load_adapted_model
 from hira import distributed
+from hira.run_dir import RunDir
 from hira.training import batches, checkpoint, engine_config, guard
 from hira.training.cost import RunCost
 from hira.training.runlog import LOGGERS, open_metrics, truncate_after
@@ -154,15 +155,15 @@ def batch_grouping(cfg, train_set: list) -> tuple[tuple, float]:
     return grouping, padding
 
 
-def start_or_resume(cfg, ckpt_root: Path):
+def start_or_resume(cfg, run: RunDir):
     """The checkpoint this run continues (None for a fresh start), checked against the config on every rank."""
-    ckpt = checkpoint.resume_point(ckpt_root, cfg.resume)
+    ckpt = checkpoint.resume_point(run.checkpoints, cfg.resume)
     if ckpt is not None:
         checkpoint.check_compatible(ckpt, cfg, resuming=True)
         checkpoint.check_world_size(ckpt, distributed.world_size())
         if distributed.is_main():  # a kill during a save or rotation leaves temp folders; redone events go too
-            checkpoint.clean_partial(ckpt_root)
-            truncate_after(ckpt_root.parent / "metrics.jsonl", checkpoint.trainer_state(ckpt)["step"])
+            checkpoint.clean_partial(run.checkpoints)
+            truncate_after(run.metrics, checkpoint.trainer_state(ckpt)["step"])
     distributed.barrier()
     return ckpt
 
@@ -202,14 +203,15 @@ def train(cfg) -> Path:
     if cfg.hardware.torch_threads:
         torch.set_num_threads(cfg.hardware.torch_threads)
     run_dir = Path(distributed.broadcast_object(cfg.run_dir))  # ranks resolve ${now:} a moment apart
-    ckpt_root = run_dir / "checkpoints"
+    run = RunDir(run_dir)
+    ckpt_root = run.checkpoints
     main = distributed.is_main()
     cfg.run_dir = str(run_dir)
-    resume_from = start_or_resume(cfg, ckpt_root)
+    resume_from = start_or_resume(cfg, run)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     if main:
         ckpt_root.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_yaml)
+        run.config.write_text(config_yaml)
     metrics = open_metrics(cfg, run_dir, enabled=main)  # a missing wandb fails here, before any loading
 
     model, tokenizer = load_adapted_model(cfg, cfg.hardware.device)

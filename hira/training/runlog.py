@@ -1,4 +1,4 @@
-"""metrics.jsonl: one JSON line per training log or evaluation event, written by rank 0 only.
+"""metrics.jsonl (RunDir.metrics): one JSON line per training log or evaluation event, written by rank 0 only.
 
 With logger=wandb the same events also go to Weights & Biases (offline by default; wandb.mode=online opts in).
 wandb is optional: it is imported only when asked for.
@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from hira.errors import UserError
 from hira.files import write_text_atomic
+from hira.run_dir import RunDir, read_metrics
 
 LOGGERS = ("none", "wandb")
 
@@ -70,23 +71,7 @@ def open_metrics(cfg, run_dir: Path, enabled: bool = True) -> MetricsLog:
     if logger not in LOGGERS:
         raise UserError(f"logger={logger}: valid loggers are {', '.join(LOGGERS)}")
     sink = WandbSink.start(cfg, run_dir) if enabled and logger == "wandb" else None
-    return MetricsLog(Path(run_dir) / "metrics.jsonl", enabled, sink)
-
-
-def parse_lines(text: str) -> list[dict]:
-    """Events of a metrics file; a line half-written when the process was killed is skipped."""
-    events = []
-    for line in text.splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events
-
-
-def read_metrics(path: Path) -> list[dict]:
-    path = Path(path)
-    return parse_lines(path.read_text()) if path.is_file() else []
+    return MetricsLog(RunDir(run_dir).metrics, enabled, sink)
 
 
 def truncate_after(path: Path, step: int) -> None:
