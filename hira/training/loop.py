@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -50,6 +50,36 @@ class Schedule:
 class BestSoFar:
     step: int = -1
     val_loss: float = math.inf
+
+
+@dataclass
+class LoopState:
+    """What the loop carries from step to step, and a checkpoint carries across a restart, as one unit."""
+
+    step: int = 0                                  # steps done; the loop goes on with step + 1
+    best: BestSoFar = field(default_factory=BestSoFar)
+    running: list = field(default_factory=list)    # this rank's losses since the last train log
+    last_good: str | None = None                   # the newest checkpoint, named when a non-finite value stops
+    cost: RunCost = field(default_factory=RunCost)
+
+    def record_validation(self, step: int, val_loss: float) -> None:
+        if val_loss < self.best.val_loss:
+            self.best = BestSoFar(step, val_loss)
+
+    def to_state(self) -> dict:
+        """The fields every rank shares, under the keys trainer_state.json has always used."""
+        return {"step": self.step, "best_step": self.best.step, "best_val_loss": self.best.val_loss,
+                **self.cost.totals()}
+
+    def rank_state(self) -> dict:
+        """This rank's own fields, saved beside its RNG state: the unlogged losses differ between ranks."""
+        return {"running": self.running}
+
+    @classmethod
+    def from_state(cls, state: dict, checkpoint_name: str) -> "LoopState":
+        """Continue from a checkpoint's trainer state, this rank's own fields merged in (checkpoint.restore)."""
+        return cls(state["step"], BestSoFar(state["best_step"], state["best_val_loss"]), state.get("running", []),
+                   checkpoint_name, RunCost.resumed(state))
 
 
 def check_options(cfg) -> None:
@@ -168,27 +198,32 @@ def start_or_resume(cfg, run: RunDir):
     return ckpt
 
 
-def restore(engine, ckpt: Path) -> tuple[BestSoFar, int, list, str, RunCost]:
-    """Continue from ckpt: (best so far, first step to run, losses not yet logged, last good checkpoint, the
-    run's cost so far)."""
-    state = checkpoint.restore(engine, ckpt)
-    return (BestSoFar(state["best_step"], state["best_val_loss"]), state["step"] + 1, state.get("running", []),
-            ckpt.name, RunCost.resumed(state))
+def restore(engine, ckpt: Path) -> LoopState:
+    """Continue from ckpt: weights, optimizer, RNG and the loop's state as it was saved."""
+    return LoopState.from_state(checkpoint.restore(engine, ckpt), ckpt.name)
 
 
-def save(cfg, engine, ckpt_root: Path, step: int, schedule: Schedule, val_loss: float, best: BestSoFar,
-         running: list, config_yaml: str, cost: RunCost) -> str:
-    """Checkpoint step_<N> with all resume needs, move `best`, rotate; returns the checkpoint's name."""
-    epoch, step_in_epoch = divmod(step, schedule.steps_per_epoch)  # where the next step's batch comes from
-    state = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
-             "best_step": best.step, "best_val_loss": best.val_loss, "world_size": distributed.world_size(),
-             "seed": cfg.seed, **cost.totals(), **checkpoint.resume_identity(cfg)}
-    checkpoint.save_checkpoint(engine, ckpt_root, step, state, config_yaml, rank_state={"running": running})
+def trainer_state(cfg, state: LoopState, schedule: Schedule, val_loss: float) -> dict:
+    """trainer_state.json: the loop's state, this checkpoint's validation loss and what resuming checks."""
+    epoch, step_in_epoch = divmod(state.step, schedule.steps_per_epoch)  # where the next step's batch comes from
+    own = state.to_state()
+    # keys in the order checkpoints have always had: a key that **own sets again keeps its first place
+    return {"step": state.step, "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
+            "best_step": own["best_step"], "best_val_loss": own["best_val_loss"],
+            "world_size": distributed.world_size(), "seed": cfg.seed, **own, **checkpoint.resume_identity(cfg)}
+
+
+def save(cfg, engine, ckpt_root: Path, schedule: Schedule, state: LoopState, val_loss: float,
+         config_yaml: str) -> None:
+    """Checkpoint step_<N> (N = state.step) with all resume needs, move `best`, rotate; state.last_good names it."""
+    step = state.step
+    checkpoint.save_checkpoint(engine, ckpt_root, step, trainer_state(cfg, state, schedule, val_loss), config_yaml,
+                               rank_state=state.rank_state())
     if distributed.is_main():
-        if best.step == step:
+        if state.best.step == step:
             checkpoint.mark_best(ckpt_root, step)
         checkpoint.rotate(ckpt_root, cfg.train.keep_last)
-    return checkpoint.step_name(step)
+    state.last_good = checkpoint.step_name(step)
 
 
 def train(cfg) -> Path:
@@ -227,50 +262,52 @@ def train(cfg) -> Path:
     engine, optimizer = build_engine(cfg, model, schedule)
     collate = batches.make_collator(tokenizer)
     if resume_from is None:
-        best, first_step, running, last_good, cost = BestSoFar(), 1, [], None, RunCost()
+        state = LoopState()
         metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
                       train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc,
                       seed=cfg.seed, data_seed=cfg.data_seed, padding_fraction=round(padding, 4))
     else:
-        best, first_step, running, last_good, cost = restore(engine, resume_from)
-        metrics.write("resume", step=first_step - 1, checkpoint=last_good, total_steps=schedule.total_steps)
-        log.info("resuming %s from %s", run_dir, last_good)
+        state = restore(engine, resume_from)
+        metrics.write("resume", step=state.step, checkpoint=state.last_good, total_steps=schedule.total_steps)
+        log.info("resuming %s from %s", run_dir, state.last_good)
     engine.train()
-    bar = tqdm(total=schedule.total_steps, initial=first_step - 1, desc="train", disable=not main, dynamic_ncols=True)
-    for step in range(first_step, schedule.total_steps + 1):
-        with cost.clocked():
+    bar = tqdm(total=schedule.total_steps, initial=state.step, desc="train", disable=not main, dynamic_ncols=True)
+    for step in range(state.step + 1, schedule.total_steps + 1):
+        with state.cost.clocked():
             losses, grad_norm = train_step(engine, optimizer, cfg, schedule, step, train_set, collate, grouping)
         if optimizer.skipped:  # the guard kept this step's update out of the weights
             metrics.write("nonfinite", step=step, loss=_mean_or_none(losses), action=cfg.train.on_nonfinite)
             if cfg.train.on_nonfinite == "stop":
                 bar.close()
-                raise guard.nonfinite_error(step, "loss or gradient norm", last_good, run_dir)
+                raise guard.nonfinite_error(step, "loss or gradient norm", state.last_good, run_dir)
         else:
-            running.extend(losses)
+            state.running.extend(losses)
         on_step(engine.module, step)  # per-step adapter hooks (LoRA-Dash's phase switch), before any checkpoint
+        state.step = step
         bar.update(1)
         if step % cfg.train.log_steps == 0 or step == schedule.total_steps:
+            running = state.running
             train_loss = distributed.mean_across_ranks(sum(running), len(running)) if running else None
             running.clear()
             bar.set_postfix(loss=f"{train_loss:.4f}" if train_loss is not None else "skipped")
             metrics.write("train", step=step, epoch=round(step / schedule.steps_per_epoch, 4), loss=train_loss,
                           lr=engine.get_lr()[0], grad_norm=grad_norm)
         if step % cfg.train.eval_steps == 0 or step == schedule.total_steps:
-            with cost.clocked():
+            with state.cost.clocked():
                 val_loss = validation_loss(engine, val_set, collate, cfg.train.eval_batch_size)
             if not math.isfinite(val_loss):  # the weights themselves broke: no skipping past that, keep the last good
                 metrics.write("nonfinite", step=step, val_loss=val_loss, action="stop")
                 bar.close()
-                raise guard.nonfinite_error(step, "validation loss", last_good, run_dir)
-            if val_loss < best.val_loss:
-                best = BestSoFar(step, val_loss)
-            last_good = save(cfg, engine, ckpt_root, step, schedule, val_loss, best, running, config_yaml, cost)
+                raise guard.nonfinite_error(step, "validation loss", state.last_good, run_dir)
+            state.record_validation(step, val_loss)
+            save(cfg, engine, ckpt_root, schedule, state, val_loss, config_yaml)
+            best = state.best
             metrics.write("eval", step=step, val_loss=val_loss, best_step=best.step, best_val_loss=best.val_loss)
             if main:
                 bar.write(f"step {step}: val_loss {val_loss:.4f} (best {best.val_loss:.4f} at step {best.step})")
     bar.close()
     # train_time_s / peak_memory_gb: the whole run's (summed / max over every process that trained it)
-    metrics.write("end", step=schedule.total_steps, best_step=best.step, **cost.end_fields())
+    metrics.write("end", step=schedule.total_steps, best_step=state.best.step, **state.cost.end_fields())
     metrics.close()
     return run_dir
 
