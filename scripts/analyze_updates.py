@@ -1,39 +1,5 @@
-"""Singular-value statistics of the learned updates ΔW, per layer and module (the paper's Figures 4, 5, 7, 8).
-
-    python scripts/analyze_updates.py RUN_OR_CHECKPOINT [...] [--out analysis/] [--threshold 0.005]
-
-A run directory is analysed at its best checkpoint; a checkpoints/step_<N> folder as it is. Writes
-update_spectra.csv / .json and fig4_sv_count.png, fig5_sv_sq_sum.png, fig7_rank.png, fig8_effective_rank.png,
-one curve per run. Logic: hira/paper/rank_analysis.py.
-"""
-
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's hira package
-
-from hira.errors import report_user_errors  # noqa: E402
-
-
-@report_user_errors
-def main(argv=None) -> None:
-    from hira.paper.rank_analysis import THRESHOLD, analyze_updates
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories or checkpoint folders")
-    parser.add_argument("--out", type=Path, default=Path("analysis"), help="output folder (default: analysis/)")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD, help="singular values counted above this")
-    parser.add_argument("--device", default="cpu", help="where to load the models (e.g. cuda for 8B runs)")
-    args = parser.parse_args(argv)
-    spectra, written = analyze_updates(args.runs, args.out, args.threshold, args.device)
-    for run in sorted({s.run for s in spectra}):
-        mine = [s for s in spectra if s.run == run]
-        print(f"{run}: {len(mine)} layers, mean rank {sum(s.rank for s in mine) / len(mine):.1f}, "
-              f"mean effective rank {sum(s.effective_rank for s in mine) / len(mine):.1f}, "
-              f"mean #σ>{args.threshold} {sum(s.sv_count for s in mine) / len(mine):.1f}")
-    print("wrote " + ", ".join(str(p) for p in written))
-
+"""`hira-analyze-updates` with the package installed (pip install -e .): see hira/commands/analyze_updates.py."""
+from hira.commands.analyze_updates import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,27 +1,17 @@
-"""Smoke test of scripts/bench_adapters.py at toy sizes; the memory column is exact on CPU, so it is checked."""
-
-import importlib.util
+"""Smoke test of hira-bench-adapters at toy sizes; the memory column is exact on CPU, so it is checked."""
 
 import torch
 
-from conftest import ROOT
+from hira.commands import bench_adapters as bench
 
 TOY = ["--shapes", "48x80", "--tokens", "16", "--rank", "4", "--hidden", "64", "--inter", "128", "--vocab", "128",
        "--seq", "24", "--decode-tokens", "2", "--group-examples", "16", "--warmup", "0", "--reps", "1"]
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_adapters", ROOT / "scripts" / "bench_adapters.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_runs_and_reports_every_method():
-    bench = load_bench()
     threads = torch.get_num_threads()
     try:
-        results = bench.main(TOY + ["--threads", "1"])  # toy ops on a busy machine: threads only add waiting
+        results = bench.measure(TOY + ["--threads", "1"])  # toy ops on a busy machine: threads only add waiting
     finally:
         torch.set_num_threads(threads)
     for table in (results["linear"]["48x80"], results["model"]):

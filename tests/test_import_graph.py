@@ -1,7 +1,8 @@
 """The package's import graph: no cycle, and no module imports from a layer above its own.
 
 Layers, lowest first: the ground floor (errors, files, distributed, run_dir, cli) that anything may use; the
-building blocks (adapters, data, models); what runs them (training, evaluation); the paper's tables and analyses.
+building blocks (adapters, data, models); what runs them (training, evaluation); the paper's tables and analyses;
+the console commands on top.
 Every import counts, including the ones inside functions: a lazy import hides a cycle from Python, not from a
 reader.
 """
@@ -18,6 +19,7 @@ LAYERS = {
     "hira.adapters": 1, "hira.data": 1, "hira.models": 1,
     "hira.training": 2, "hira.evaluation": 2,
     "hira.paper": 3,
+    "hira.commands": 4,
 }
 
 

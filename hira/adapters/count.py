@@ -1,6 +1,6 @@
 """Trainable parameters of a method on a model, counted on the meta device (no weights, no memory).
 
-    python -m hira.adapters.count model=llama3_8b method=mora        (or scripts/count_params.py, same arguments)
+    python -m hira.adapters.count model=llama3_8b method=mora        (or hira-count-params, same arguments)
     python -m hira.adapters.count --all model=smollm2_135m           (every method at its defaults, one table)
 
 The percentage is trainable / (base + method) parameters, the convention behind the paper's Params (%) column

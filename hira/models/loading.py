@@ -15,8 +15,8 @@ import torch
 from hira.adapters.params import method_params  # noqa: F401  (its home is hira.adapters; old importers)
 from hira.errors import UserError
 
-# Set before transformers is imported anywhere: a missing folder must fail at once, not hang on a hub request.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# HF_HUB_OFFLINE is set once, in hira/__init__.py (imported before this module): a missing folder must fail at
+# once, not hang on a hub request.
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

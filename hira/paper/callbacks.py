@@ -37,6 +37,6 @@ class PrintTables(Callback):
         try:
             markdown, written = make_tables(Path(config.hydra.sweep.dir))
         except Exception as e:  # a table problem must not hide the finished runs
-            log.warning("could not build the tables (run scripts/make_tables.py by hand): %s", e)
+            log.warning("could not build the tables (run hira-make-tables by hand): %s", e)
             return
         print(markdown + "\nwrote " + ", ".join(str(p) for p in written), flush=True)
