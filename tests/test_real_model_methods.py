@@ -1,5 +1,7 @@
 """Every method on the real SmolLM2-135M: its shapes are what the tiny Llama lacks (grouped-query attention, so
 k_proj / v_proj are 192×576; MLP 1536, so up_proj is 1536×576 and down_proj 576×1536; tied input/output embeddings).
+The model is cut to its first LAYERS real layers (real weights, real embedding and head): every shape and the tying
+stay, at a fraction of the compute of all 30 layers.
 
 Per method, with its config's parameters (configs/method/<m>.yaml) on the paper's targets q,k,v,up,down:
 (a) a few AdamW steps on a real-tokenized batch lower the loss, move every trainable tensor and leave every frozen
@@ -24,7 +26,8 @@ MODEL_CFG = OmegaConf.load(ROOT / "configs" / "model" / "smollm2_135m.yaml")
 MODEL_CFG.cache_path = str(ROOT / MODEL_CFG.cache_path)  # one cache for every test, whatever the cwd
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 SHAPES = {"q_proj": (576, 576), "k_proj": (192, 576), "v_proj": (192, 576), "up_proj": (1536, 576),
-          "down_proj": (576, 1536)}  # (out, in) of each target in every one of the 30 layers
+          "down_proj": (576, 1536)}  # (out, in) of each target in every layer
+LAYERS = 2  # of the 30: enough for a layer's output to feed another's adapters
 # Changes from the configs, only to stay fast: the Hadamard methods form an out×in product per layer in
 # forward and backward, so they run at r=8 (shapes, not rank, are under test here); VeRA at r=256; prompt methods
 # prepend 4 virtual tokens instead of 20.
@@ -35,9 +38,9 @@ STEPS = 2  # the least that moves every tensor: LoRA's A, VeRA's d, RaSA's D get
 # LoRA-Dash's switch takes an SVD of every adapted W0 (8 s for one 1536×576 on a busy 2-core CPU, 150 of them in the
 # model), so it is exercised on one real layer only (the delta_weight test); before it δ gets no gradient.
 STILL_BEFORE_SWITCH = {"lora_dash": ("dash_delta",)}
-# Merged and unmerged forwards round differently ((W0+ΔW)·x vs W0·x + ΔW·x in fp32). Through 30 layers to logits of
-# magnitude ~30 that measured 0.5–1.7e-4 for every method; 1e-3 leaves headroom on other BLAS builds, and the
-# perturbation below moves the logits by at least 100× that, so a wrong merge cannot pass.
+# Merged and unmerged forwards round differently ((W0+ΔW)·x vs W0·x + ΔW·x in fp32), to logits of magnitude ~30;
+# 1e-3 leaves headroom on other BLAS builds, and the perturbation below moves the logits by at least 100× that, so
+# a wrong merge cannot pass.
 MERGE_ATOL = 1e-3
 # Scale of the noise added to the trainable tensors before merging: enough to move the logits by > 0.1. Hadamard
 # methods multiply BA by W0 (or R) and VeRA's b by products of small random projections, so they need more.
@@ -59,6 +62,8 @@ def method_targets(method: str) -> list[str]:
 @pytest.fixture(scope="module")
 def smollm2():
     model, tokenizer = loading.load_base_model(MODEL_CFG)
+    model.model.layers = model.model.layers[:LAYERS]
+    model.config.num_hidden_layers = LAYERS
     return model.eval(), tokenizer
 
 
