@@ -58,3 +58,20 @@ def common_overrides(workdir: Path) -> list[str]:
                         "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6",
                         "task.val_size=48", "train.global_batch_size=8", "hardware.micro_batch_size=4",
                         "train.warmup_steps=5", "method.params.r=4"]
+
+
+def smollm2_config():
+    """model=smollm2_135m with its cache under this checkout whatever the cwd: every test shares one conversion."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(ROOT / "configs" / "model" / "smollm2_135m.yaml")
+    cfg.cache_path = str(ROOT / cfg.cache_path)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder() -> Path:
+    """The converted SmolLM2 folder, converted here on first use (the registry wheel, about 25 s)."""
+    from hira.models.loading import ensure_model
+
+    return ensure_model(smollm2_config())

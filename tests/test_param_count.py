@@ -71,14 +71,11 @@ def test_smollm2_lora_and_hira_r32_by_hand():
     assert (hira.trainable, hira.total) == (lora.trainable, lora.total)
 
 
-def test_smollm2_config_folder_counts_as_the_published_architecture():
-    """The converted folder's config.json (when built) and the built-in architecture give the same counts."""
+def test_smollm2_config_folder_counts_as_the_published_architecture(smollm2_folder):
+    """The converted folder's config.json and the built-in architecture give the same counts."""
     from transformers import AutoConfig
 
-    folder = ROOT / ".cache" / "models" / "smollm2-135m-instruct-q4_1"
-    if not (folder / "config.json").is_file():
-        pytest.skip("SmolLM2 not converted yet (tests/test_real_model.py builds it)")
-    from_folder = count(AutoConfig.from_pretrained(folder), "mora", TARGETS, r=32)
+    from_folder = count(AutoConfig.from_pretrained(smollm2_folder), "mora", TARGETS, r=32)
     assert from_folder == count(SMOLLM2, "mora", TARGETS, r=32)
 
 

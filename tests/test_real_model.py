@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, smollm2_config
 from omegaconf import OmegaConf
 
 from hira.data.prepare import prepare
@@ -25,8 +25,7 @@ from hira.models import loading
 from hira.training.batches import make_collator
 
 FIXTURES = ROOT / "tests" / "fixtures"
-MODEL_CFG = OmegaConf.load(ROOT / "configs" / "model" / "smollm2_135m.yaml")
-MODEL_CFG.cache_path = str(ROOT / MODEL_CFG.cache_path)  # one cache for every test, whatever the cwd
+MODEL_CFG = smollm2_config()
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, smollm2_config
 from omegaconf import OmegaConf
 
 from hira.adapters import METHODS, adapter_layers, all_methods, apply, merge, on_step, unmerge
 from hira.adapters.params import method_params
 from hira.models import loading
 
-MODEL_CFG = OmegaConf.load(ROOT / "configs" / "model" / "smollm2_135m.yaml")
-MODEL_CFG.cache_path = str(ROOT / MODEL_CFG.cache_path)  # one cache for every test, whatever the cwd
+MODEL_CFG = smollm2_config()
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 SHAPES = {"q_proj": (576, 576), "k_proj": (192, 576), "v_proj": (192, 576), "up_proj": (1536, 576),
           "down_proj": (576, 1536)}  # (out, in) of each target in every layer
