@@ -206,11 +206,11 @@ def restore(engine, ckpt: Path) -> LoopState:
 def trainer_state(cfg, state: LoopState, schedule: Schedule, val_loss: float) -> dict:
     """trainer_state.json: the loop's state, this checkpoint's validation loss and what resuming checks."""
     epoch, step_in_epoch = divmod(state.step, schedule.steps_per_epoch)  # where the next step's batch comes from
-    own = state.to_state()
-    # keys in the order checkpoints have always had: a key that **own sets again keeps its first place
-    return {"step": state.step, "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
-            "best_step": own["best_step"], "best_val_loss": own["best_val_loss"],
-            "world_size": distributed.world_size(), "seed": cfg.seed, **own, **checkpoint.resume_identity(cfg)}
+    shared = state.to_state()  # step, best_step, best_val_loss, then the cost totals
+    # each key once, in the order checkpoints have always had
+    return {"step": shared.pop("step"), "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
+            "best_step": shared.pop("best_step"), "best_val_loss": shared.pop("best_val_loss"),
+            "world_size": distributed.world_size(), "seed": cfg.seed, **shared, **checkpoint.resume_identity(cfg)}
 
 
 def save(cfg, engine, ckpt_root: Path, schedule: Schedule, state: LoopState, val_loss: float,
