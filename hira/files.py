@@ -23,6 +23,15 @@ def write_json_atomic(path: str | Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1))
 
 
+def read_json(path: str | Path, default=None):
+    """The file's JSON value, or `default` when it is missing or not valid JSON (a marker written by an older
+    version, or half a file from before writes were atomic)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks (model files are hundreds of MB)."""
     digest = hashlib.sha256()

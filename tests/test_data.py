@@ -292,3 +292,38 @@ def test_demo_splits_hold_out_distinct_test_questions():
     held_out = {ex["instruction"] for records in tests.values() for ex in records}
     assert all(len({ex["instruction"] for ex in records}) == syn.test_per_subset for records in tests.values())
     assert not held_out & {ex["instruction"] for ex in train} and len(train) == 8 * syn.train_per_subset
+
+
+
+def test_every_demo_subset_draws_from_far_more_questions_than_its_test_set():
+    """With 32 animals a forward lookup could ask 96 questions, the 50 held out took most of them and arc_e and
+    obqa shared one generator (23 distinct training questions): fine-tuning memorized them instead of learning to
+    answer. Each subset's draws of the training size now hold well over 150 questions beyond its test set."""
+    syn = task_cfg("synthetic").synthetic
+    world, rng = synthetic.World.build(), random.Random(syn.seed)
+    questions = {subset: {synthetic.make_example(subset, world, rng)["instruction"] for _ in range(syn.train_per_subset)}
+                 for subset in synthetic.SUBSETS}
+    assert {s: len(q) for s, q in questions.items() if len(q) < syn.test_per_subset + 150} == {}
+    assert not questions["arc_e"] & questions["obqa"]
+
+def test_synthetic_files_are_written_once_per_world_version_and_settings(tmp_path, monkeypatch):
+    from hira.data import tasks
+
+    cfg = task_cfg("synthetic", data_dir=str(tmp_path), synthetic={"train_per_subset": 20, "test_per_subset": 5, "seed": 0})
+    train_file, piqa = tmp_path / cfg.train_file, tmp_path / "piqa" / "test.json"
+    tasks.ensure_synthetic_files(cfg)
+    train_file.write_text("[]")  # kept while nothing changed: the files are written once, not per run
+    tasks.ensure_synthetic_files(cfg)
+    assert train_file.read_text() == "[]"
+    cfg.synthetic.test_per_subset = 6
+    tasks.ensure_synthetic_files(cfg)
+    assert len(json.loads(piqa.read_text())) == 6 and len(json.loads(train_file.read_text())) == 8 * 20
+    train_file.write_text("[]")
+    monkeypatch.setattr(tasks, "WORLD_VERSION", tasks.WORLD_VERSION + 1)  # a new world: the old questions are stale
+    tasks.ensure_synthetic_files(cfg)
+    assert len(json.loads(train_file.read_text())) == 8 * 20
+
+
+def test_the_tiny_base_cache_path_names_the_world_version():
+    """A base pretrained on another world's facts must not be reused: the cache folder changes with the world."""
+    assert OmegaConf.load(ROOT / "configs" / "model" / "tiny.yaml").cache_path.endswith(f"-v{synthetic.WORLD_VERSION}")

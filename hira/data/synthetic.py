@@ -1,6 +1,6 @@
 """A small synthetic world, its pretraining corpus, and commonsense-style tasks in LLM-Adapters format.
 
-The world is a fixed set of animals with a colour, a home and a food. The tiny base model is pretrained on
+The world is a fixed set of 128 animals with a colour, a home and a food. The tiny base model is pretrained on
 plain sentences stating these facts; the eight task subsets then ask about the same facts in the exact
 question formats of LLM-Adapters' commonsense data, so fine-tuning has to teach the answer format and how to
 pick the option that matches what the base model already knows.
@@ -15,7 +15,13 @@ from hira.data.templates import alpaca_prompt
 
 ANIMALS = (
     "fox bear wolf otter heron moose lynx badger crane beaver eagle falcon gecko hare ibis jackal "
-    "koala lemur marmot newt ocelot panda quail raven seal tapir urchin viper walrus yak zebra bison"
+    "koala lemur marmot newt ocelot panda quail raven seal tapir urchin viper walrus yak zebra bison "
+    "ant bat boar camel cat cobra cod crab crow deer dingo dog dove duck eel elk emu ferret finch frog "
+    "goat goose gull hawk hyena iguana kiwi lark lion llama mole mouse mule okapi orca owl ox parrot "
+    "pig pony puma rat rhino robin shark sheep shrew skunk sloth snail snake squid stork swan tiger toad "
+    "trout tuna turkey vole wasp whale wren alpaca bee beetle bobcat buffalo chimp cougar coyote donkey "
+    "dolphin ermine flamingo gerbil gibbon gnu gopher gorilla hamster hippo hornet jaguar kudu leopard "
+    "lizard lobster magpie mink mongoose moth narwhal octopus oriole osprey"
 ).split()
 ATTRIBUTES = {
     "color": "red blue green yellow black white brown gray".split(),
@@ -27,6 +33,9 @@ ATTRIBUTES = {
 VALUES_PER_ATTRIBUTE = 8
 VALUES = {k: v[:VALUES_PER_ATTRIBUTE] for k, v in ATTRIBUTES.items()}
 WORLD_SEED = 1234
+# Bump with any change to the world or its questions: synthetic data folders are rewritten when it changes, and
+# configs/model/tiny.yaml's cache_path names it, so the tiny base is rebuilt for the new world.
+WORLD_VERSION = 5
 
 # Subset -> (number of options, option label). Labels are the ones LLM-Adapters' answers use.
 SUBSETS = {
@@ -137,10 +146,11 @@ def _piqa(world, rng):
             f"Answer format: solution1/solution2", f"solution{k}", world.facts[a][attr])
 
 
-def _multiple_choice(world, rng, n, label, intro):
+def _multiple_choice(world, rng, n, label, intro, stem=0):
+    """A forward lookup: the animal's value among n options. stem 0 asks a question, 1 starts a statement."""
     a, attr = rng.choice(ANIMALS), rng.choice(list(VALUES))
     options, k = _options(rng, world.facts[a][attr], VALUES[attr], n)
-    question = PHRASES[attr][0 if label == "answer" else 1].format(a=a)
+    question = PHRASES[attr][stem].format(a=a)
     return (f"{intro}: {question}\n\n{_listing(label, options)}\n\nAnswer format: {_fmt(label, n)}", f"{label}{k}",
             world.facts[a][attr])
 
@@ -150,15 +160,16 @@ def _siqa(world, rng):
 
 
 def _hellaswag(world, rng):
-    return _multiple_choice(world, rng, 4, "ending", "Please choose the correct ending to complete the given sentence")
+    return _multiple_choice(world, rng, 4, "ending", "Please choose the correct ending to complete the given sentence",
+                            stem=1)
 
 
 def _arc_e(world, rng):
     return _multiple_choice(world, rng, 4, "answer", "Please choose the correct answer to the question")
 
 
-def _obqa(world, rng):
-    return _multiple_choice(world, rng, 4, "answer", "Please choose the correct answer to the question")
+def _obqa(world, rng):  # OpenBookQA's stems are statements to complete: arc_e's questions stay its own
+    return _multiple_choice(world, rng, 4, "answer", "Please choose the correct answer to the question", stem=1)
 
 
 def _winogrande(world, rng):
@@ -205,8 +216,8 @@ def make_example(subset: str, world: World, rng: random.Random) -> dict:
 def make_splits(n_train_per_subset: int, n_test_per_subset: int, seed: int = 0) -> tuple[list, dict]:
     """Training pool (all subsets mixed, like commonsense_170k) and one test list per subset.
 
-    Test questions are distinct and never appear in the training pool; training questions may repeat
-    (each subset has only a few hundred distinct questions about the world).
+    Test questions are distinct and never appear in the training pool; training questions may repeat (a
+    forward lookup can ask 128 animals x 3 attributes = 384 questions, piqa 256).
     """
     world, rng = World.build(), random.Random(seed)
     tests = {subset: _distinct(subset, world, rng, n_test_per_subset) for subset in SUBSETS}

@@ -11,9 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+
 from hira.data.formats import FORMATS, UNNAMED, TaskFormat, get_format
 from hira.data.layout import split_train_val
 from hira.data.records import load_records
+from hira.data.synthetic import WORLD_VERSION
+from hira.files import read_json, write_json_atomic
+
+SYNTHETIC_STAMP = "synthetic.json"  # which world version and task.synthetic settings wrote a stand-in folder
 
 
 @dataclass
@@ -35,10 +41,20 @@ def format_of(task_cfg) -> TaskFormat:
 
 
 def ensure_synthetic_files(task_cfg) -> None:
-    """Write the synthetic stand-in of the task's format into task.data_dir, once."""
+    """Write the synthetic stand-in of the task's format into task.data_dir, once per world version and
+    task.synthetic settings: files an older world wrote would ask about facts the tiny base no longer knows."""
     data_dir = Path(task_cfg.data_dir)
-    if not (data_dir / task_cfg.train_file).is_file():
-        format_of(task_cfg).write_synthetic(data_dir, task_cfg.synthetic)
+    stamp = synthetic_stamp(task_cfg)
+    if (data_dir / task_cfg.train_file).is_file() and read_json(data_dir / SYNTHETIC_STAMP) == stamp:
+        return
+    format_of(task_cfg).write_synthetic(data_dir, task_cfg.synthetic)
+    write_json_atomic(data_dir / SYNTHETIC_STAMP, stamp)
+
+
+def synthetic_stamp(task_cfg) -> dict:
+    settings = task_cfg.synthetic
+    return {"world_version": WORLD_VERSION, "format": task_format(task_cfg),
+            "synthetic": OmegaConf.to_container(settings) if isinstance(settings, DictConfig) else dict(settings)}
 
 
 def prepare_hint(task_cfg, kind: str = "train") -> str:
