@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from hira.adapters.params import method_params  # noqa: F401  (its home is hira.adapters; old importers)
 from hira.errors import UserError
 
 # HF_HUB_OFFLINE is set once, in hira/__init__.py (imported before this module): a missing folder must fail at
