@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from hira.data.formats import FORMATS, UNNAMED, TaskFormat, get_format
 from hira.data.layout import split_train_val
@@ -52,9 +52,8 @@ def ensure_synthetic_files(task_cfg) -> None:
 
 
 def synthetic_stamp(task_cfg) -> dict:
-    settings = task_cfg.synthetic
     return {"world_version": WORLD_VERSION, "format": task_format(task_cfg),
-            "synthetic": OmegaConf.to_container(settings) if isinstance(settings, DictConfig) else dict(settings)}
+            "synthetic": OmegaConf.to_container(task_cfg.synthetic)}
 
 
 def prepare_hint(task_cfg, kind: str = "train") -> str:
