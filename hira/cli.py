@@ -8,10 +8,10 @@ import logging
 import shutil
 from pathlib import Path
 
+from hira.checkout import CONFIG_DIR
 from hira.errors import UserError
 from hira.run_dir import RunDir
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("method", "model", "task", "hardware")
 
 

@@ -1,6 +1,6 @@
 """Atomic file writes (a reader, or a run resumed after a kill, never sees half a file) and file digests.
 
-Standard library only: hira/commands/gpu_check.py imports it before the project's requirements are installed."""
+Standard library only: benchmarks/gpu_check.py imports it before the project's requirements are installed."""
 
 from __future__ import annotations
 

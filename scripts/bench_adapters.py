@@ -1,5 +1,5 @@
-"""`hira-bench-adapters` with the package installed (pip install -e .): see hira/commands/bench_adapters.py."""
-from hira.commands.bench_adapters import main
+"""`hira-bench-adapters` with the package installed (pip install -e .): see benchmarks/bench_adapters.py."""
+from benchmarks.bench_adapters import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

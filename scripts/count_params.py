@@ -1,5 +1,5 @@
-"""`hira-count-params` with the package installed (pip install -e .): see hira/adapters/count.py."""
-from hira.adapters.count import main
+"""`hira-count-params` with the package installed (pip install -e .): see hira/commands/count_params.py."""
+from hira.commands.count_params import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""`hira-gpu-check` with the package installed (pip install -e .): see hira/commands/gpu_check.py."""
-from hira.commands.gpu_check import main
+"""`hira-gpu-check` with the package installed (pip install -e .): see benchmarks/gpu_check.py."""
+from benchmarks.gpu_check import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,7 +2,7 @@
 
 import torch
 
-from hira.commands import bench_adapters as bench
+from benchmarks import bench_adapters as bench
 
 TOY = ["--shapes", "48x80", "--tokens", "16", "--rank", "4", "--hidden", "64", "--inter", "128", "--vocab", "128",
        "--seq", "24", "--decode-tokens", "2", "--group-examples", "16", "--warmup", "0", "--reps", "1"]

@@ -46,13 +46,14 @@ def test_a_script_runs_from_the_command_line(script):
 
 def test_gpu_check_imports_nothing_its_install_step_must_bring():
     # --install runs on a machine that has none of the requirements yet: only the standard library may load first
-    probe = "import json, sys, hira.commands.gpu_check; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
-    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120).stdout)
+    probe = "import json, sys, benchmarks.gpu_check; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                                       cwd=ROOT).stdout)
     assert "hira" in loaded and not {"torch", "omegaconf", "hydra", "transformers", "deepspeed"} & set(loaded)
 
 
 def test_gpu_check_main_returns_an_exit_status(tmp_path):
-    from hira.commands.gpu_check import main
+    from benchmarks.gpu_check import main
 
     status = main(["--device", "cpu", "--small", "--budget-s", "0", "--out", str(tmp_path / "check.json")])
     assert status == 1  # every section skipped: not a pass

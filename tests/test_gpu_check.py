@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import common_overrides
-from hira.commands import gpu_check as entry  # --pack and --install, standard library only
-from hira.commands import gpu_sections  # the sections and their driver
+from benchmarks import gpu_check as entry  # --pack and --install, standard library only
+from benchmarks import gpu_sections  # the sections and their driver
 
 
 def cpu_main(tmp_path, *argv):

@@ -1,8 +1,8 @@
 """The package's import graph: no cycle, and no module imports from a layer above its own.
 
-Layers, lowest first: the ground floor (errors, files, distributed, run_dir, cli) that anything may use; the
+Layers, lowest first: the ground floor (errors, files, distributed, run_dir, cli, checkout) that anything may use; the
 building blocks (adapters, data, models); what runs them (training, evaluation); the paper's tables and analyses;
-the console commands on top.
+the console commands; the measuring tools in benchmarks/ (beside the package) on top: nothing in hira/ imports them.
 Every import counts, including the ones inside functions: a lazy import hides a cycle from Python, not from a
 reader.
 """
@@ -12,24 +12,27 @@ from pathlib import Path
 
 import pytest
 
-HIRA = Path(__file__).resolve().parents[1] / "hira"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("hira", "benchmarks")
 
 LAYERS = {
     "hira": 0, "hira.errors": 0, "hira.files": 0, "hira.distributed": 0, "hira.run_dir": 0, "hira.cli": 0,
+    "hira.checkout": 0,
     "hira.adapters": 1, "hira.data": 1, "hira.models": 1,
     "hira.training": 2, "hira.evaluation": 2,
     "hira.paper": 3,
     "hira.commands": 4,
+    "benchmarks": 5,
 }
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(HIRA.parent).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(HIRA.rglob("*.py"))}
+    return {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
 
 
 def resolve(name: str, known: set[str]) -> str:
@@ -40,7 +43,7 @@ def resolve(name: str, known: set[str]) -> str:
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
-    """Every hira module `path` imports, anywhere in the file (`from hira.x import y` counts y if y is a module)."""
+    """Every hira or benchmarks module `path` imports, anywhere in the file (`from hira.x import y` counts y if y is a module)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -49,7 +52,7 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
             names = [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
-        found |= {resolve(n, known) for n in names if n.split(".")[0] == "hira"}
+        found |= {resolve(n, known) for n in names if n.split(".")[0] in PACKAGES}
     return found
 
 
@@ -104,6 +107,7 @@ def test_the_graph_is_read():
     assert "hira.data.synthetic" in graph["hira.data.tasks"]
     assert "hira.distributed" in graph["hira.adapters.lora_dash"]  # an import inside a method body
     assert "hira.data.formats" in graph["hira.data.prepare"]  # `from hira.data import formats`
+    assert "benchmarks.bench_adapters" in graph["benchmarks.gpu_sections"]  # `from benchmarks import ...`
 
 
 def test_no_module_import_cycle():

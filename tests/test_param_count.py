@@ -6,7 +6,8 @@ from conftest import ROOT
 from transformers import LlamaConfig
 
 from hira.adapters import all_methods
-from hira.adapters.count import ARCHITECTURES, PAPER_PERCENT, compose_config, count, count_from_config, main
+from hira.adapters.count import ARCHITECTURES, PAPER_PERCENT, count, count_from_config
+from hira.commands.count_params import compose_config, main
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 LLAMA3 = LlamaConfig(**ARCHITECTURES["meta-llama/Meta-Llama-3-8B"])
@@ -48,7 +49,7 @@ def test_rasa_and_lora_dash_budgets():
 def test_from_the_hydra_configs_and_the_command_line(capsys):
     cfg = compose_config(["model=llama3_8b", "method=hira", "model.path=/nonexistent"])
     assert round(count_from_config(cfg).percent, 4) == 0.7002
-    main(["model=llama3_8b", "method=mora"])  # what scripts/count_params.py and `python -m hira.adapters.count` run
+    main(["model=llama3_8b", "method=mora"])  # what hira-count-params and scripts/count_params.py run
     out = capsys.readouterr().out
     assert "56,583,168" in out and "(0.6997 %)" in out and "paper 0.6997 %" in out
 

@@ -1,7 +1,5 @@
-"""Trainable parameters of a method on a model, counted on the meta device (no weights, no memory).
-
-    python -m hira.adapters.count model=llama3_8b method=mora        (or hira-count-params, same arguments)
-    python -m hira.adapters.count --all model=smollm2_135m           (every method at its defaults, one table)
+"""Trainable parameters of a method on a model, counted on the meta device (no weights, no memory); the command
+is hira-count-params (hira/commands/count_params.py).
 
 The percentage is trainable / (base + method) parameters, the convention behind the paper's Params (%) column
 (LoRA r=32 on Llama-3-8B: 56,623,104 / (8,030,261,248 + 56,623,104) = 0.7002 %). The architecture comes from
@@ -11,12 +9,11 @@ can be counted on a machine without them.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import torch
 
-from hira.errors import UserError, report_user_errors
+from hira.errors import UserError
 from hira.adapters.params import method_params
 
 # The published config.json architecture fields of the paper's base models (by hub id).
@@ -84,53 +81,3 @@ def count_from_config(cfg) -> Count:
 
 def paper_percent(cfg) -> float | None:
     return PAPER_PERCENT.get((cfg.model.name, cfg.method.name, method_params(cfg.method).get("r")))
-
-
-def compose_config(overrides: list[str]):
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
-
-    configs = Path(__file__).resolve().parents[2] / "configs"
-    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
-        return compose("train", overrides=overrides)
-
-
-def method_table(overrides: list[str]) -> list[tuple[str, dict, Count]]:
-    """(method, its params, its count) for every registered method at its config defaults on one model."""
-    from hira.adapters import all_methods
-
-    rows = []
-    for method in all_methods():
-        cfg = compose_config([f"method={method}", *overrides])
-        rows.append((method, method_params(cfg.method), count_from_config(cfg)))
-    return rows
-
-
-def format_table(rows: list[tuple[str, dict, Count]]) -> str:
-    """Markdown: the paper's % (of base + method) and the % of the base model alone."""
-    lines = ["| method | params | trainable | % of base + method | % of base |", "|---|---|---:|---:|---:|"]
-    for method, params, result in rows:
-        shown = ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
-        base = result.total - result.trainable if method != "full" else result.total  # full: the base *is* trainable
-        lines.append(f"| {method} | {shown or '—'} | {result.trainable:,} | {result.percent:.4f} | "
-                     f"{100 * result.trainable / base:.4f} |")
-    return "\n".join(lines)
-
-
-@report_user_errors
-def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--all" in args:
-        args.remove("--all")
-        print(format_table(method_table(args)))
-        return
-    cfg = compose_config(args)
-    result = count_from_config(cfg)
-    paper = paper_percent(cfg)
-    print(f"{cfg.method.name} on {cfg.model.name}: trainable {result.trainable:,} of {result.total:,} "
-          f"({result.percent:.4f} %)" + (f"; paper {paper:.4f} %" if paper is not None else ""))
-
-
-if __name__ == "__main__":
-    main()

