@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-from hira.adapters import (adapter_layers, adapter_state_buffers, apply, load_trainable_state_dict, merge,
+from hira.adapters import (METHODS, adapter_layers, adapter_state_buffers, apply, load_trainable_state_dict, merge,
                            merge_and_unload, on_step, trainable_state_dict, unmerge)
 from hira.adapters.mora import MoRALinear
 
@@ -19,6 +19,7 @@ PARAMS = {
     "vera": dict(r=16), "mora": dict(r=4), "mora1": dict(r=4, mora_type=1), "rasa": dict(r=8, alpha=16),
     "lora_dash": dict(r=4, t=3, s=2), "hilora": dict(r1=3, r2=2), "hira_rand": dict(r=4),
 }
+CASES = sorted([*METHODS, "mora1"])  # every registered linear-layer method needs its PARAMS and OWN_PARAMS
 OWN_PARAMS = {"hira": ("hira_A", "hira_B"), "lora": ("lora_A", "lora_B"),
               "dora": ("lora_A", "lora_B", "lora_magnitude"), "vera": ("vera_lambda_d", "vera_lambda_b"),
               "mora": ("mora_M",), "mora1": ("mora_M",),
@@ -45,7 +46,7 @@ def perturb(model, seed=3, scale=0.3):
     on_step(model, 10**6)
 
 
-@pytest.mark.parametrize("case", sorted(PARAMS))
+@pytest.mark.parametrize("case", CASES)
 def test_starts_at_base_and_trains_only_its_own_numbers(llama, case):
     ids = tokens()
     with torch.no_grad():
@@ -57,7 +58,7 @@ def test_starts_at_base_and_trains_only_its_own_numbers(llama, case):
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("case", sorted(PARAMS))
+@pytest.mark.parametrize("case", CASES)
 def test_delta_weight_merge_unmerge_and_reload(llama, case, tmp_path):
     model = adapt(copy.deepcopy(llama), case).eval()
     perturb(model)

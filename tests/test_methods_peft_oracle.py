@@ -7,6 +7,7 @@ import torch
 from peft import LoraConfig, PeftModel, VeraConfig, get_peft_model
 
 from hira.adapters import adapter_layers, apply, export_peft
+from hira.adapters.export import exportable_methods
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 
@@ -87,9 +88,14 @@ def test_outputs_and_gradients_match_peft(llama, method):
                                        merged.get_submodule(name).weight, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("method,params", [("lora", dict(r=4, alpha=8, dropout=0.1)), ("dora", dict(r=4, alpha=8)),
-                                           ("vera", dict(r=16, projection_seed=3)), ("hira", dict(r=4))])
-def test_export_peft_loads_in_peft_with_equal_logits(llama, tmp_path, method, params):
+# Every method that declares a peft equivalent (hira/adapters/export.py) needs an entry here.
+EXPORT_PARAMS = {"lora": dict(r=4, alpha=8, dropout=0.1), "dora": dict(r=4, alpha=8),
+                 "vera": dict(r=16, projection_seed=3), "hira": dict(r=4)}
+
+
+@pytest.mark.parametrize("method", exportable_methods())
+def test_export_peft_loads_in_peft_with_equal_logits(llama, tmp_path, method):
+    params = EXPORT_PARAMS[method]
     base = copy.deepcopy(llama)
     ours = apply(llama, method, TARGETS, **params).eval()
     gen = torch.Generator().manual_seed(5)

@@ -18,7 +18,7 @@ SHAPES = [(4096, 4096), (4096, 1024), (4096, 1024), (4096, 14336), (14336, 4096)
 
 def test_lora_count_by_hand_and_paper_convention():
     result = count(LLAMA3, "lora", TARGETS, r=32, alpha=64)
-    assert result.total - result.trainable == BASE
+    assert result.total - result.trainable == result.base == BASE
     assert result.trainable == 32 * 32 * sum(i + o for i, o in SHAPES)  # 32 layers × r·(in+out)
     assert round(result.percent, 4) == 0.7002
 
@@ -82,7 +82,10 @@ def test_smollm2_config_folder_counts_as_the_published_architecture(smollm2_fold
 
 def test_table_of_every_method(capsys):
     main(["--all", "model=smollm2_135m", "model.path=/nonexistent"])  # the published architecture, no weights
-    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+    table = capsys.readouterr().out.strip().splitlines()
+    rows = {line.split("|")[1].strip(): line for line in table[2:]}
     assert set(rows) == set(all_methods())
     assert "| 6,635,520 | 4.7010 | 4.9329 |" in rows["lora"] and "| 6,635,520 |" in rows["hira"]
     assert "| 134,515,008 | 100.0000 | 100.0000 |" in rows["full"]
+    # docs/methods.md shows the table as the command prints it: a new method or a changed default fails here
+    assert "\n".join(table) in (ROOT / "docs" / "methods.md").read_text()

@@ -117,8 +117,8 @@ def train_steps(model, batch, lr: float) -> list[float]:
     return losses
 
 
-def test_every_method_is_covered():
-    assert len(all_methods()) == 12 and set(QUICK) <= set(all_methods())
+def test_every_quick_setting_is_a_method():
+    assert set(QUICK) <= set(all_methods())  # the tests below run every registered method
 
 
 @pytest.mark.parametrize("method", all_methods())

@@ -2,10 +2,12 @@
 
 A method is one subclass of AdapterLinear in its own file, registered under its config name. It owns its
 trainable parameters (kept in fp32 whatever the base dtype) and says what its dense update ΔW is; the base
-class provides the unmerged forward, merge/unmerge and the trainable-only state dict. Three optional hooks:
+class provides the unmerged forward, merge/unmerge and the trainable-only state dict. Optional hooks:
 `layer_kwargs` (constructor arguments computed from all targeted layers at once: VeRA's shared projections,
 RaSA's shared rank pool), `state_buffers` (non-trainable state saved with the trainable weights: LoRA-Dash's
-directions) and `on_step` (called after every optimizer step: LoRA-Dash's phase switch).
+directions), `on_step` (called after every optimizer step: LoRA-Dash's phase switch), `lr_scale` (a factor on
+the learning rate of one of the layer's tensors: LoRA+'s B; `param_groups` turns it into the optimizer's groups)
+and `peft_tensors` with `peft_config` (the peft adapter it equals, for export_peft).
 
 Methods that are not linear wrappers (prompt tuning, P-tuning, full fine-tuning) register a model-level
 function with `register_model_method` instead: it receives the whole model and returns the model to train.
@@ -66,6 +68,9 @@ class AdapterLinear(nn.Module):
     method = "base"
     state_buffers: tuple[str, ...] = ()  # buffers saved and loaded with the trainable weights
     computed_args: tuple[str, ...] = ()  # constructor arguments layer_kwargs supplies: not config keys
+    # our tensor -> peft's saved name, for a method whose update is a peft adapter's; a subclass inherits the export
+    # only by declaring it in its own body (LoRA-Dash subclasses LoRA but is not a peft LoRA): see exportable()
+    peft_tensors: dict[str, str] = {}
 
     def __init__(self, base_layer: nn.Linear):
         super().__init__()
@@ -80,6 +85,14 @@ class AdapterLinear(nn.Module):
 
     def on_step(self, step: int) -> None:
         """Called after optimizer step `step` (1-based) of training; a no-op unless a method has phases."""
+
+    def lr_scale(self, name: str) -> float:
+        """The factor on the learning rate of this layer's own parameter `name` (1: the run's train.lr)."""
+        return 1.0
+
+    def peft_config(self, target_modules: list[str]):
+        """The peft config of the adapter this layer equals (methods that declare peft_tensors)."""
+        raise NotImplementedError(f"{self.method} has no peft equivalent")
 
     def delta_weight(self) -> torch.Tensor:
         """The dense update ΔW (out × in, fp32) this adapter adds to the base weight."""
@@ -226,6 +239,22 @@ def on_step(model: nn.Module, step: int) -> None:
     """Tell every adapter layer that optimizer step `step` finished (the training loop calls this)."""
     for layer in adapter_layers(model).values():
         layer.on_step(step)
+
+
+def param_groups(model: nn.Module, lr: float) -> list[dict]:
+    """The optimizer's parameter groups: every trainable parameter at lr × its adapter layer's lr_scale, one group
+    per factor, the factor-1 group first (the loop logs the first group's rate as the run's)."""
+    scale = {id(p): layer.lr_scale(name) for layer in adapter_layers(model).values()
+             for name, p in layer.named_parameters(recurse=False)}
+    groups: dict[float, list] = {1.0: []}
+    for p in model.parameters():  # each shared tensor once (RaSA's pool is registered in every layer)
+        if p.requires_grad:
+            groups.setdefault(scale.get(id(p), 1.0), []).append(p)
+    return [{"params": params, "lr": lr * factor} for factor, params in groups.items() if params]
+
+
+def exportable(cls: type[AdapterLinear]) -> bool:
+    return "peft_tensors" in vars(cls)
 
 
 def merge(model: nn.Module) -> nn.Module:

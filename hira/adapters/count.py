@@ -40,10 +40,16 @@ PAPER_PERCENT = {("llama3_8b", "lora", 32): 0.7002, ("llama3_8b", "dora", 32): 0
 class Count:
     trainable: int
     total: int  # base + method parameters, each shared tensor once
+    base: int  # the model's parameters before the method was applied
 
     @property
     def percent(self) -> float:
+        """The paper's convention: % of base + method parameters."""
         return 100 * self.trainable / self.total
+
+    @property
+    def percent_of_base(self) -> float:
+        return 100 * self.trainable / self.base
 
 
 def model_config(model_cfg):
@@ -69,9 +75,10 @@ def count(model_config_obj, method: str, target_modules, **params) -> Count:
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(model_config_obj)
+        base = sum(p.numel() for p in model.parameters())
         model = apply(model, method, target_modules, **params)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return Count(trainable, sum(p.numel() for p in model.parameters()))
+    return Count(trainable, sum(p.numel() for p in model.parameters()), base)
 
 
 def count_from_config(cfg) -> Count:

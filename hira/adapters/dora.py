@@ -18,11 +18,18 @@ from hira.adapters.lora import LoRALinear
 
 @register("dora")
 class DoRALinear(LoRALinear):
+    peft_tensors = {**LoRALinear.peft_tensors, "lora_magnitude": "lora_magnitude_vector"}
+
     def __init__(self, base_layer: nn.Linear, r: int, alpha: float | None = None, dropout: float = 0.0):
         super().__init__(base_layer, r, alpha, dropout)
         with torch.no_grad():
             self.lora_magnitude = nn.Parameter(self.weight_norm(super().delta_weight()))
         self._merge_norm = None  # the norm at merge time, needed to undo it (the merged W has row norms m)
+
+    def peft_config(self, target_modules: list[str]):
+        config = super().peft_config(target_modules)
+        config.use_dora = True
+        return config
 
     def weight_norm(self, lora_delta: torch.Tensor) -> torch.Tensor:
         """‖W0 + ΔW_lora‖ per output row (fp32)."""

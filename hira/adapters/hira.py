@@ -8,28 +8,24 @@ stored); fused=False (`method.fused=false`) runs the plain autograd formula of A
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from hira.adapters.base import AdapterLinear, AdapterConfigError, register
+from hira.adapters.base import AdapterLinear, register
+from hira.adapters.lora import check_rank, low_rank_pair
 from hira.adapters.ops import DEFAULT_CHUNK_ELEMS, hira_linear
 
 
 @register("hira")
 class HiRALinear(AdapterLinear):
+    peft_tensors = {"hira_A": "hira_A", "hira_B": "hira_B"}
+
     def __init__(self, base_layer: nn.Linear, r: int, fused: bool = True,
                  fused_chunk_elems: int | None = DEFAULT_CHUNK_ELEMS):
         super().__init__(base_layer)
-        if not 0 < r <= min(self.in_features, self.out_features):
-            raise AdapterConfigError(f"method.params.r={r} must be in 1..{min(self.in_features, self.out_features)} "
-                                     f"for a {self.out_features}×{self.in_features} layer")
+        check_rank(self, r)
         self.r, self.fused, self.fused_chunk_elems = r, fused, fused_chunk_elems
-        device = base_layer.weight.device
-        self.hira_A = nn.Parameter(torch.empty(r, self.in_features, dtype=torch.float32, device=device))
-        self.hira_B = nn.Parameter(torch.zeros(self.out_features, r, dtype=torch.float32, device=device))
-        nn.init.kaiming_uniform_(self.hira_A, a=math.sqrt(5))
+        self.hira_A, self.hira_B = low_rank_pair(self, r)
 
     def delta_weight(self) -> torch.Tensor:
         return self.base_layer.weight.float() * (self.hira_B @ self.hira_A)
@@ -40,6 +36,11 @@ class HiRALinear(AdapterLinear):
         # base_layer.weight is read here, inside this module's forward, so ZeRO-3 has gathered it
         return hira_linear(x, self.base_layer.weight, self.hira_A, self.hira_B, self.base_layer.bias,
                            chunk_elems=self.fused_chunk_elems)
+
+    def peft_config(self, target_modules: list[str]):
+        from peft import HiraConfig, TaskType
+
+        return HiraConfig(r=self.r, task_type=TaskType.CAUSAL_LM, target_modules=target_modules)
 
     def unmerged_weight(self, merged: torch.Tensor) -> torch.Tensor:
         # W' = W0 ⊙ (1 + BA)  =>  W0 = W' / (1 + BA)

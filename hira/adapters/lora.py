@@ -37,8 +37,14 @@ def make_dropout(p: float) -> nn.Module:
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
+def dropout_p(layer: AdapterLinear) -> float:
+    return layer.dropout.p if isinstance(layer.dropout, nn.Dropout) else 0.0
+
+
 @register("lora")
 class LoRALinear(AdapterLinear):
+    peft_tensors = {"lora_A": "lora_A.weight", "lora_B": "lora_B.weight"}
+
     def __init__(self, base_layer: nn.Linear, r: int, alpha: float | None = None, dropout: float = 0.0):
         super().__init__(base_layer)
         check_rank(self, r)
@@ -58,6 +64,12 @@ class LoRALinear(AdapterLinear):
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B @ self.lora_A) * self.scaling
+
+    def peft_config(self, target_modules: list[str]):
+        from peft import LoraConfig, TaskType
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=dropout_p(self), task_type=TaskType.CAUSAL_LM,
+                          target_modules=target_modules)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, r={self.r}, alpha={self.alpha:g}"

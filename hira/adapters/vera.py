@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hira.adapters.base import AdapterConfigError, AdapterLinear, register
-from hira.adapters.lora import make_dropout
+from hira.adapters.lora import dropout_p, make_dropout
 
 
 def kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -36,6 +36,8 @@ def shared_projections(r: int, max_in: int, max_out: int, seed: int, device) -> 
 @register("vera")
 class VeRALinear(AdapterLinear):
     computed_args = ("vera_A", "vera_B")  # the projections shared by all layers, from layer_kwargs
+    # peft regenerates the frozen projections from projection_prng_key, the seed ours were drawn from
+    peft_tensors = {"vera_lambda_d": "vera_lambda_d", "vera_lambda_b": "vera_lambda_b"}
 
     def __init__(self, base_layer: nn.Linear, r: int, d_initial: float = 0.1, dropout: float = 0.0,
                  projection_seed: int = 0, vera_A: torch.Tensor | None = None, vera_B: torch.Tensor | None = None):
@@ -75,6 +77,13 @@ class VeRALinear(AdapterLinear):
     def delta_weight(self) -> torch.Tensor:
         a, b = self.projections()
         return (self.vera_lambda_b.unsqueeze(1) * b) @ (self.vera_lambda_d.unsqueeze(1) * a)
+
+    def peft_config(self, target_modules: list[str]):
+        from peft import TaskType, VeraConfig
+
+        return VeraConfig(r=self.r, projection_prng_key=self.projection_seed, save_projection=False,
+                          vera_dropout=dropout_p(self), d_initial=self.d_initial, task_type=TaskType.CAUSAL_LM,
+                          target_modules=target_modules)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, r={self.r}"

@@ -38,9 +38,8 @@ def format_table(rows: list[tuple[str, dict, Count]]) -> str:
     lines = ["| method | params | trainable | % of base + method | % of base |", "|---|---|---:|---:|---:|"]
     for method, params, result in rows:
         shown = ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
-        base = result.total - result.trainable if method != "full" else result.total  # full: the base *is* trainable
         lines.append(f"| {method} | {shown or '—'} | {result.trainable:,} | {result.percent:.4f} | "
-                     f"{100 * result.trainable / base:.4f} |")
+                     f"{result.percent_of_base:.4f} |")
     return "\n".join(lines)
 
 

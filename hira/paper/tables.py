@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from hira.adapters import all_methods
 from hira.data import formats
 from hira.paper.runs import Run, find_runs
 
@@ -23,9 +24,10 @@ NUMBERS_FILE = Path(__file__).with_name("numbers.yaml")
 MISSING = "—"
 REFERENCE_MODEL = "llama3_8b"
 MODEL_NAMES = {"llama3_8b": "Llama-3-8B", "llama2_7b": "Llama-2-7B"}
-# The paper's row order; methods it does not list come after, alphabetically.
-METHOD_ORDER = ["base", "full", "prompt_tuning", "p_tuning", "lora", "dora", "vera", "mora", "rasa", "lora_dash",
-                "hira_rand", "hilora", "hira"]
+# The paper's row order, then the registered methods it does not list, alphabetically.
+PAPER_ORDER = ["base", "full", "prompt_tuning", "p_tuning", "lora", "dora", "vera", "mora", "rasa", "lora_dash",
+               "hira_rand", "hilora", "hira"]
+METHOD_ORDER = PAPER_ORDER + [m for m in all_methods() if m not in PAPER_ORDER]
 PLACEMENT_ORDER = ["FC+QKV", "FC", "QV", "QKV", "QK", "V", "Q", "K"]  # Table 5
 LOSS_ON_ORDER = ["response", "full"]  # the authors' masking first, then LLM-Adapters' (the baselines' numbers)
 
@@ -34,10 +36,9 @@ COLUMNS = {
     **{fmt.table: list(fmt.columns) for fmt in formats.FORMATS.values()},
     "table12": [("peak_memory_gb", "Peak memory (GB)"), ("train_time_s", "Train time")],
 }
+TASK_TABLES = sorted(fmt.table for fmt in formats.FORMATS.values())  # one per format: table1, table2, table3
 TITLES = {
-    "table1": "Table 1: commonsense reasoning accuracy (%)",
-    "table2": "Table 2: ConvAI2 dialogue generation",
-    "table3": "Table 3: GSM8K accuracy (%)",
+    **{fmt.table: fmt.title for fmt in formats.FORMATS.values()},
     "table4": "Table 4: HiRA vs HiRA-rand (R ~ U[0,1] in place of W0)",
     "table5": "Table 5: HiRA target-module placement",
     "table6": "Table 6: HiLoRA, ΔW = W0⊙(B1A1) + B2A2, r1 + r2 = 32",
@@ -147,7 +148,7 @@ def build_tables(runs: list[Run], paper: dict | None = None) -> list[Table]:
     for run in runs:
         if run.scores and (name := task_table(run)):
             by_table.setdefault(name, []).append(run)
-    for name in ("table1", "table2", "table3"):
+    for name in TASK_TABLES:
         if name in by_table:
             sections = model_sections(by_table[name], paper, name)
             tables.append(Table(name, TITLES[name], COLUMNS[name], sections, ["modules", "lr", "batch", "scoring"]))

@@ -42,6 +42,7 @@ class TaskFormat:
     write_synthetic: Callable  # (data_dir, task.synthetic) -> None: the CPU stand-in, in the real files' layout
     scorer: str  # one of SCORERS
     table: str  # the paper's table its scores fill
+    title: str  # that table's title
     columns: tuple  # ((score key, header), ...) of that table, in the paper's order
     aliases: dict = field(default_factory=dict)  # another name of a subset (a download's folder) -> canonical
     labels: dict = field(default_factory=dict)  # choice subsets: subset -> its answer labels

@@ -81,5 +81,6 @@ def write_synthetic(data_dir: Path, syn) -> None:
 FORMAT = TaskFormat(
     name=NAME, subsets=SUBSETS, aliases=ALIASES, train_file=TRAIN_FILE, folder=NAME,
     preparers=(Preparer(NAME, prepare_commonsense, "<LLM-Adapters folder with ft-training_set/ and dataset/>"),),
-    write_synthetic=write_synthetic, scorer="choice", labels=LABELS, table="table1", columns=COLUMNS,
+    write_synthetic=write_synthetic, scorer="choice", labels=LABELS, table="table1",
+    title="Table 1: commonsense reasoning accuracy (%)", columns=COLUMNS,
 )

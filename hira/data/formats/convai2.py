@@ -41,5 +41,6 @@ def write_synthetic(data_dir: Path, syn) -> None:
 FORMAT = TaskFormat(
     name=NAME, subsets=SUBSETS, train_file=TRAIN_FILE, folder=NAME,
     preparers=(Preparer(NAME, prepare_convai2, "<ParlAI ConvAI2 folder with *_self_original.txt>"),),
-    write_synthetic=write_synthetic, scorer="dialogue", table="table2", columns=COLUMNS,
+    write_synthetic=write_synthetic, scorer="dialogue", table="table2",
+    title="Table 2: ConvAI2 dialogue generation", columns=COLUMNS,
 )

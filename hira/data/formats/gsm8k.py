@@ -46,5 +46,6 @@ FORMAT = TaskFormat(
     name=NAME, subsets=SUBSETS, train_file=TRAIN_FILE, folder=TRAINING_DATA,
     preparers=(Preparer(TRAINING_DATA, prepare_metamath, "MetaMathQA-395K.json", writes=("train",)),
                Preparer(NAME, prepare_gsm8k, "<gsm8k test.json or test.jsonl>", writes=("test",))),
-    write_synthetic=write_synthetic, scorer="number", table="table3", columns=(("gsm8k", "GSM8K"),),
+    write_synthetic=write_synthetic, scorer="number", table="table3", title="Table 3: GSM8K accuracy (%)",
+    columns=(("gsm8k", "GSM8K"),),
 )
