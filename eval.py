@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from hira.cli import check_eval_args, check_group_choices
 from hira.errors import report_user_errors
+from hira.evaluation.generation import check_engine_override
 
 
 @hydra.main(config_path="configs", config_name="eval", version_base="1.3")
@@ -15,7 +16,7 @@ from hira.errors import report_user_errors
 def main(cfg) -> None:
     settings = dict(batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
                     subsets=cfg.subsets, limit=cfg.limit, device=cfg.device, mode=cfg.eval.mode,
-                    bertscore=OmegaConf.to_container(cfg.eval.bertscore))
+                    engine=cfg.eval.engine, bertscore=OmegaConf.to_container(cfg.eval.bertscore))
     if cfg.get("model") is not None:
         from hira.evaluation.external import evaluate_model
 
@@ -30,4 +31,5 @@ def main(cfg) -> None:
 if __name__ == "__main__":
     report_user_errors(check_group_choices)(sys.argv[1:])
     report_user_errors(check_eval_args)(sys.argv[1:])  # before Hydra creates <run_dir>/eval_logs
+    report_user_errors(check_engine_override)(sys.argv[1:])
     main()

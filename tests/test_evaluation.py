@@ -175,13 +175,13 @@ def test_loglik_mode_picks_the_most_likely_offered_option(monkeypatch):
                 "output": "the correct answer is answer1", "answer": "answer1"}]
     seen = []
 
-    def fake_logliks(model, tokenizer, pairs, batch_size, desc):
-        seen.extend(pairs)
-        return [-3.0, -1.0, -2.0, -0.5, -4.0, -9.0]
+    def fake_logliks(model, tokenizer, prompts, options, batch_size, desc, engine):
+        seen.extend(options)
+        return [[-3.0, -1.0, -2.0], [-0.5, -4.0, -9.0]]
 
-    monkeypatch.setattr(evaluator, "completion_logliks", fake_logliks)
+    monkeypatch.setattr(evaluator, "answer_logliks", fake_logliks)
     rows, summary = score_by_loglik(None, None, "siqa", records, ["p1", "p2"], 8)
-    assert [completion for _, completion in seen[:3]] == [f"the correct answer is answer{i}" for i in (1, 2, 3)]
+    assert seen[0] == [f"the correct answer is answer{i}" for i in (1, 2, 3)]
     assert [r["prediction"] for r in rows] == ["answer2", "answer1"]
     assert summary["accuracy"] == 1.0 and summary["parse_failures"] == 0
     with pytest.raises(UserError, match="mode=loglik scores multiple-choice subsets only"):

@@ -21,7 +21,7 @@ from hira.data.tasks import load_task
 from hira.files import write_json_atomic
 from hira.errors import UserError
 from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
-from hira.evaluation.generation import completion_logliks, generate, prompts_for
+from hira.evaluation.generation import answer_logliks, check_engine, generate, prompts_for
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
 from hira.run_dir import RunDir
@@ -66,18 +66,15 @@ def score_generations(subset: str, records: list[dict], generations: list[str], 
     return score_answers(subset, records, predictions, generations, prompts)
 
 
-def score_by_loglik(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int):
+def score_by_loglik(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int,
+                    engine: str = "prefill"):
     """Pick, per question, the offered answer whose response has the highest log-likelihood (no parse failures)."""
     if subset_kind(subset) != "choice":
         raise UserError(f"mode=loglik scores multiple-choice subsets only, not {subset!r}; use mode=generate")
     options = [offered_labels(subset, rec) for rec in records]
-    pairs = [(prompt, answer_completion(rec, label)) for prompt, rec, labels in zip(prompts, records, options)
-             for label in labels]
-    logliks = iter(completion_logliks(model, tokenizer, pairs, batch_size, desc=f"{subset} loglik"))
-    predictions = []
-    for labels in options:
-        scored = [(next(logliks), label) for label in labels]
-        predictions.append(max(scored)[1])
+    completions = [[answer_completion(rec, label) for label in labels] for rec, labels in zip(records, options)]
+    logliks = answer_logliks(model, tokenizer, prompts, completions, batch_size, f"{subset} loglik", engine)
+    predictions = [max(zip(scores, labels))[1] for scores, labels in zip(logliks, options)]
     generations = [answer_completion(rec, pred) for rec, pred in zip(records, predictions)]
     return score_answers(subset, records, predictions, generations, prompts)
 
@@ -129,10 +126,11 @@ def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path) -> dict:
     for subset, records in tests.items():
         prompts = prompts_for(records)
         if eval_cfg.mode == "loglik":
-            rows, scores[subset] = score_by_loglik(model, tokenizer, subset, records, prompts, eval_cfg.batch_size)
+            rows, scores[subset] = score_by_loglik(model, tokenizer, subset, records, prompts, eval_cfg.batch_size,
+                                                   eval_cfg.engine)
         else:
             generations = generate(model, tokenizer, prompts, eval_cfg.num_beams, eval_cfg.max_new_tokens,
-                                   eval_cfg.batch_size, desc=f"{out_dir.name} {subset}")
+                                   eval_cfg.batch_size, desc=f"{out_dir.name} {subset}", engine=eval_cfg.engine)
             rows, scores[subset] = score_generations(subset, records, generations, prompts,
                                                      BertScoreConfig(**eval_cfg.bertscore))
         with jsonlines.open(out_dir / f"{subset}.jsonl", "w") as f:
@@ -170,12 +168,13 @@ def eval_settings(task_cfg, overrides: dict):
     """The settings of configs/eval.yaml (their one home) with `overrides`; null beams and tokens: the task's."""
     defaults = OmegaConf.load(CONFIG_DIR / "eval.yaml")
     eval_cfg = OmegaConf.create({**{k: defaults[k] for k in EVAL_KEYS}, "mode": defaults.eval.mode,
-                                 "bertscore": defaults.eval.bertscore})
+                                 "engine": defaults.eval.engine, "bertscore": defaults.eval.bertscore})
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
     eval_cfg.num_beams = eval_cfg.num_beams or task_cfg.num_beams
     eval_cfg.max_new_tokens = eval_cfg.max_new_tokens or task_cfg.max_new_tokens
     if eval_cfg.mode not in MODES:
         raise UserError(f"eval.mode={eval_cfg.mode}: valid modes are {', '.join(MODES)}")
+    check_engine(eval_cfg.engine)
     return eval_cfg
 
 
