@@ -15,6 +15,17 @@ TEST_TINY = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "m
              "model.tiny.pretrain.steps=120", "model.tiny.pretrain.quiz_docs=200"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Benchmarks run only when -m names them: a user's -m (e.g. -m "not slow", the fast tier) would replace an
+    addopts "-m 'not benchmark'" rather than add to it."""
+    if "benchmark" in config.getoption("markexpr"):
+        return
+    benchmarks = [item for item in items if item.get_closest_marker("benchmark")]
+    if benchmarks:
+        config.hook.pytest_deselected(items=benchmarks)
+        items[:] = [item for item in items if not item.get_closest_marker("benchmark")]
+
+
 DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 

@@ -37,6 +37,7 @@ def test_each_script_calls_one_command_and_edits_no_path(script):
     assert "sys.path" not in source and len(source.splitlines()) <= 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["make_tables", "prepare_data"])
 def test_a_script_runs_from_the_command_line(script):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), "--help"], capture_output=True,
@@ -44,6 +45,7 @@ def test_a_script_runs_from_the_command_line(script):
     assert proc.returncode == 0 and f"hira-{script.replace('_', '-')}" in proc.stdout, proc.stderr
 
 
+@pytest.mark.slow
 def test_gpu_check_imports_nothing_its_install_step_must_bring():
     # --install runs on a machine that has none of the requirements yet: only the standard library may load first
     probe = "import json, sys, benchmarks.gpu_check; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"

@@ -3,8 +3,11 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # train.py in a subprocess
 
 PAPER = ["method=hira", "model=llama3_8b", "task=commonsense"]
 

@@ -167,6 +167,7 @@ def test_convai2_self_persona_only_and_silence_dropped(tmp_path):
         convai2.parse_self_original(path)
 
 
+@pytest.mark.slow
 def test_prepare_data_script_prints_counts(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "convai2", "--src",
                            str(FIXTURES / "convai2"), "--out", str(tmp_path)], capture_output=True, text=True)

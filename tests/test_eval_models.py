@@ -39,6 +39,7 @@ def tiny_cfgs(workdir):
     return model_cfg, task_cfg
 
 
+@pytest.mark.slow
 def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
     out = tmp_path / "scored" / "base_tiny"
     proc = eval_cli("model=tiny", "task=synthetic", *tiny_settings(workdir), f"run_dir={out}", "limit=4",
@@ -86,6 +87,7 @@ def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
     ([], "run_dir is required"),
     (["model=tiny"], "model= needs task="),
 ])
+@pytest.mark.slow
 def test_eval_needs_a_run_or_a_model_in_one_line(args, says):
     proc = eval_cli(*args)
     assert proc.returncode == 2 and says in proc.stderr

@@ -21,6 +21,7 @@ def cpu_main(tmp_path, *argv):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_correctness_speed_row_and_a_failing_section(tmp_path):
     # an override train.py rejects at once: the run section fails, the report and the JSON still come
     results = cpu_main(tmp_path, "--sections", "correctness,linear,run", "--override", "nosuch_key=1")

@@ -72,6 +72,7 @@ def engine(llama):
     return engine
 
 
+@pytest.mark.slow
 def test_round_trip_through_a_real_checkpoint(engine, tmp_path):
     cfg, state = config(), mid_run_state()
     schedule = Schedule(steps_per_epoch=5, total_steps=20, accumulation=1)

@@ -86,6 +86,7 @@ def test_command_line_overrides_that_fit_pass():
 
 @pytest.mark.parametrize("args, key", [(["method.params.r=abc"], "method.params.r"),
                                        (["method=lora", "method.params.bogus=1"], "method.params.bogus")])
+@pytest.mark.slow
 def test_train_py_prints_one_line_and_exits_2(args, key):
     proc = run("train.py", *args)
     assert proc.returncode == 2 and proc.stdout == ""

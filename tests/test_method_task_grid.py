@@ -14,6 +14,8 @@ from hira.adapters import all_methods
 from hira.training.loop import train
 from hira.training.runlog import read_metrics
 
+pytestmark = pytest.mark.slow  # DeepSpeed engines and train.py subprocesses
+
 # Each stand-in's generator sizes, small: the grid only needs a batch to train on and a few examples to validate on.
 TASKS = {
     "synthetic": ["task.synthetic.train_per_subset=4", "task.synthetic.test_per_subset=1"],

@@ -53,6 +53,7 @@ def seen_examples(cfg, tokenizer) -> dict:
     return batches.make_collator(tokenizer)([train_set[i] for i in order])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(PARAMS))
 def test_method_trains_and_decodes(workdir, method):
     cfg = config(workdir, method)

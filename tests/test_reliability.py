@@ -83,6 +83,7 @@ def test_resume_modes(tmp_path):
 
 # --- determinism and the NaN guard (train() in this process) -------------------------------------------------
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_and_data_seed_only_moves_the_order(train_here, workdir, tmp_path):
     runs = {name: train_here(tmp_path / name, "train.max_steps=2", "train.eval_steps=2", *extra)
             for name, extra in {"a": [], "b": [], "d": ["data_seed=7"]}.items()}
@@ -103,6 +104,7 @@ def test_same_seed_same_bytes_and_data_seed_only_moves_the_order(train_here, wor
     assert (state["seed"], state["data_seed"]) == (42, 7)
 
 
+@pytest.mark.slow
 def test_nonfinite_validation_loss_stops_naming_step_and_last_good_checkpoint(train_here, tmp_path):
     # warmup makes step 1's learning rate 0; step 2's huge update breaks the weights themselves
     with pytest.raises(guard.NonFiniteError) as err:
@@ -131,12 +133,14 @@ def poison_step_2(monkeypatch):
     monkeypatch.setattr(loop, "to_device", poisoned)
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_before_the_update(train_here, tmp_path, monkeypatch):
     poison_step_2(monkeypatch)
     with pytest.raises(guard.NonFiniteError, match=r"^step 2: non-finite loss or gradient norm.*no checkpoint was saved"):
         train_here(tmp_path / "run", "train.max_steps=3", "train.eval_steps=10")
 
 
+@pytest.mark.slow
 def test_nonfinite_skip_drops_the_step(train_here, tmp_path, monkeypatch):
     poison_step_2(monkeypatch)
     run = train_here(tmp_path / "run", "train.max_steps=3", "train.eval_steps=10", "train.on_nonfinite=skip")
@@ -165,6 +169,7 @@ def test_unknown_group_choice_lists_the_valid_ones():
         check_group_choices(["method=hira,nope"])
 
 
+@pytest.mark.slow
 def test_unknown_method_on_the_command_line_is_one_line():
     proc = subprocess.run([sys.executable, "train.py", "method=hirra"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)

@@ -4,11 +4,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, common_overrides
 from safetensors.torch import load_file
 
 from hira.training import checkpoint
 from hira.training.runlog import read_metrics
+
+pytestmark = pytest.mark.slow  # train.py subprocesses
 
 STEPS = ["train.max_steps=12", "train.eval_steps=4", "train.log_steps=1", "evaluate_after_training=false"]
 

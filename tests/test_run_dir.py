@@ -26,6 +26,7 @@ def run(workdir, tmp_path_factory):
     return RunDir(folder)
 
 
+@pytest.mark.slow
 def test_a_real_run_is_where_run_dir_says(run):
     path = run.path
     assert run.config == path / "config.yaml" and run.config.is_file()
@@ -39,6 +40,7 @@ def test_a_real_run_is_where_run_dir_says(run):
     assert run.has_results()
 
 
+@pytest.mark.slow
 def test_every_file_of_a_real_run_is_one_run_dir_names(run):
     named = {p.name for p in (run.config, run.metrics, run.train_log, run.checkpoints, run.scores)}
     named.add(run.predictions("x").parent.name)

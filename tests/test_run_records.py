@@ -43,6 +43,7 @@ def segments(workdir, tmp_path_factory):
     return run_dir, procs, ends
 
 
+@pytest.mark.slow
 def test_train_time_and_peak_memory_add_up_over_segments(segments):
     run_dir, _, (first, resumed, rerun) = segments
     assert first["step"] == 4 and resumed["step"] == rerun["step"] == 8
@@ -65,6 +66,7 @@ def test_train_time_and_peak_memory_add_up_over_segments(segments):
     assert (run.train_time_s, run.peak_memory_gb) == (rerun["train_time_s"], rerun["peak_memory_gb"])
 
 
+@pytest.mark.slow
 def test_every_train_event_logs_a_gradient_norm(segments):
     run_dir, _, _ = segments
     norms = [e["grad_norm"] for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "train"]
@@ -73,6 +75,7 @@ def test_every_train_event_logs_a_gradient_norm(segments):
     assert len(set(norms)) == len(norms)  # one per step, not a value repeated
 
 
+@pytest.mark.slow
 def test_console_and_train_log_hold_no_unactionable_noise(segments):
     run_dir, procs, _ = segments
     texts = [p.stdout for p in procs] + [p.stderr for p in procs] + [(run_dir / "train.log").read_text()]
@@ -90,6 +93,7 @@ class Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+@pytest.mark.slow
 def test_zero_untested_optimizer_warning_is_dropped_and_other_warnings_stay():
     """Under ZeRO, DeepSpeed warns about our (deliberately allowed) guarded AdamW; its other warnings still show.
 

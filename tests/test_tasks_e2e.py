@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
 from conftest import TEST_TINY
 from test_train_e2e import run
+
+pytestmark = pytest.mark.slow  # train.py and eval.py subprocesses
 
 SMALL = ["train.global_batch_size=8", "hardware.micro_batch_size=8", "train.max_steps=4", "train.eval_steps=4",
          "train.warmup_steps=1", "method.params.r=4", "task.val_size=8", "task.num_beams=2", "task.max_new_tokens=12"]

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, common_overrides
 
 from hira.training.runlog import read_metrics
+
+pytestmark = pytest.mark.slow  # train.py and eval.py subprocesses
 
 
 def run(script, *overrides, cwd=ROOT):

@@ -68,6 +68,7 @@ def test_test_records_are_parsed_once_per_unchanged_file(tmp_path):
     assert len(load_task(task).tests["piqa"]) == 2
 
 
+@pytest.mark.slow
 def test_broken_test_file_stops_train_py_before_the_model_is_built(broken_piqa, tmp_path):
     data_dir, piqa = broken_piqa
     run_dir, model_dir = tmp_path / "run", tmp_path / "tiny_not_built"
@@ -80,6 +81,7 @@ def test_broken_test_file_stops_train_py_before_the_model_is_built(broken_piqa, 
 
 # --- 2, 3. eval.py's run_dir, checked before Hydra ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_eval_without_run_dir_is_one_line():
     proc = cli("eval.py")
     assert one_error_line(proc) == ("error: run_dir is required: python eval.py run_dir=<a folder made by train.py> "
@@ -87,6 +89,7 @@ def test_eval_without_run_dir_is_one_line():
     assert proc.stdout == ""
 
 
+@pytest.mark.slow
 def test_eval_of_a_mistyped_run_dir_creates_no_folder(tmp_path):
     typo = tmp_path / "outputs" / "tpyo"
     assert "does not exist; point run_dir at a folder made by train.py" in one_error_line(cli("eval.py", f"run_dir={typo}"))
@@ -112,12 +115,14 @@ def test_eval_args_checked_before_hydra(tmp_path):
 
 # --- 4, 6. a run that fails its checks leaves no folder; a later error goes into train.log ----------------------------
 
+@pytest.mark.slow
 def test_missing_model_path_is_one_line_and_creates_no_folder(tmp_path):
     run_dir = tmp_path / "run"
     line = one_error_line(cli("train.py", "model.path=/nonexistent", f"run_dir={run_dir}"))
     assert "model.path=/nonexistent" in line and not run_dir.exists()
 
 
+@pytest.mark.slow
 def test_unknown_logger_fails_with_the_option_checks():
     from hira.training.loop import check_options
 
@@ -125,6 +130,7 @@ def test_unknown_logger_fails_with_the_option_checks():
         check_options(config("logger=wandbb"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(__import__("importlib").util.find_spec("wandb") is not None, reason="needs wandb absent")
 def test_error_after_the_run_started_keeps_the_folder_with_the_error_in_train_log(tmp_path):
     run_dir = tmp_path / "run"

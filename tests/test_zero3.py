@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from hira.training.runlog import read_metrics
 
-pytestmark = pytest.mark.skipif(shutil.which("deepspeed") is None, reason="needs the deepspeed launcher")
+pytestmark = [pytest.mark.slow,  # deepspeed launches
+              pytest.mark.skipif(shutil.which("deepspeed") is None, reason="needs the deepspeed launcher")]
 # lr 1e-3, not the demo's 1e-2: Adam turns rounding-level gradient differences (another summation order across
 # ranks) into update differences proportional to lr wherever a gradient is near zero.
 STEPS = ["train.max_steps=8", "train.eval_steps=4", "train.log_steps=1", "evaluate_after_training=false",
