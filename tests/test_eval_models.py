@@ -56,6 +56,7 @@ def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
     assert f"{100 * scores['base']['subsets']['piqa']['accuracy']:.2f}" in base_rows[0]
 
 
+@pytest.mark.slow  # load_base_model first pretrains the test tiny model (tens of seconds)
 def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
     model_cfg, task_cfg = tiny_cfgs
     model, tokenizer = load_base_model(model_cfg)

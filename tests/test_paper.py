@@ -251,7 +251,11 @@ def test_every_paper_result_has_an_experiment_config():
     assert sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml")) == sorted([*SWEEPS, "common"])
 
 
-@pytest.mark.parametrize("name", sorted(SWEEPS))
+MANY_JOBS = ("table1", "table1_controlled", "table3", "mini")  # 35 to 70 composed jobs each: seconds apiece
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in MANY_JOBS else name
+                                  for name in sorted(SWEEPS)])
 def test_experiment_config_composes_with_its_sweep(name):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"+experiment={name}"], return_hydra_config=True)
