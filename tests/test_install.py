@@ -11,6 +11,8 @@ import zipfile
 import pytest
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # pip builds a wheel in a subprocess
+
 ENTRY_POINTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 
 
