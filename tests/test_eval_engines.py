@@ -63,6 +63,7 @@ def both_engines(run, **kwargs):
     return run(engine="hf", sort=False, **kwargs), run(engine="prefill", **kwargs)
 
 
+@pytest.mark.slow
 def test_prefill_decodes_the_same_tokens_as_generate(tiny):
     model, tokenizer = tiny
     prompts = prompts_for(all_format_records())
@@ -78,6 +79,7 @@ def test_prefill_decodes_the_same_tokens_as_generate(tiny):
     assert generate(model, tokenizer, prompts[::4], 4, 6, 1) == reference[4][::4]
 
 
+@pytest.mark.slow
 def test_prefill_decodes_the_same_tokens_on_smollm2(smollm2_2layers):
     model, tokenizer = smollm2_2layers
     prompts = prompts_for(all_format_records())
@@ -86,6 +88,7 @@ def test_prefill_decodes_the_same_tokens_on_smollm2(smollm2_2layers):
     assert generate(model, tokenizer, prompts[::8], 4, 6, 1) == hf[::8]
 
 
+@pytest.mark.slow
 def test_prefill_beams_score_like_generate_on_smollm2(smollm2_2layers):
     """Two layers of SmolLM2 say little that differs from prompt to prompt, so the beams' scores are compared
     too: a cache holding wrong keys or positions changes them even where the tokens stay."""
@@ -102,6 +105,7 @@ def test_prefill_beams_score_like_generate_on_smollm2(smollm2_2layers):
     torch.testing.assert_close(ours.sequences_scores, plain.sequences_scores, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_prefill_decodes_gsm8k_length_answers(tiny):
     model, tokenizer = tiny
     rng = random.Random(1)
@@ -111,6 +115,7 @@ def test_prefill_decodes_gsm8k_length_answers(tiny):
     assert max(len(tokenizer(t)["input_ids"]) for t in hf) > 8  # worked answers, not one word
 
 
+@pytest.mark.slow
 def test_one_token_prompts_decode_the_same(tiny):
     model, tokenizer = tiny
     prompts = ["the", "cat"]  # nothing to encode ahead of the last token: plain generate
@@ -126,6 +131,7 @@ def option_sets(subset_records: dict[str, list[dict]]):
     return prompts, options
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name, batch_sizes", [("tiny", (8, 1, 12)), ("smollm2_2layers", (12,))])
 def test_one_prompt_pass_scores_options_like_one_pass_per_option(request, model_name, batch_sizes):
     model, tokenizer = request.getfixturevalue(model_name)
@@ -142,6 +148,7 @@ def test_one_prompt_pass_scores_options_like_one_pass_per_option(request, model_
             [max(range(len(r)), key=r.__getitem__) for r in hf]
 
 
+@pytest.mark.slow
 def test_loglik_rows_are_identical_across_engines(tiny):
     model, tokenizer = tiny
     for subset, records in commonsense_records().items():
@@ -176,6 +183,7 @@ def test_unknown_engine_is_one_clear_error():
         eval_settings(task, {"engine": "vllm"})
 
 
+@pytest.mark.slow
 def test_unknown_engine_on_the_command_line_exits_2_in_one_line(tmp_path):
     out = tmp_path / "scored"
     proc = eval_cli("model=tiny", "task=synthetic", f"run_dir={out}", "eval.engine=vllm")
