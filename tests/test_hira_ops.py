@@ -11,12 +11,13 @@ from torch.utils.checkpoint import checkpoint
 from conftest import ROOT
 from hira.adapters import adapter_layers
 from hira.adapters.ops import hira_linear
+from numerics import seeded
 
 OUT, IN, R = 24, 20, 4
 
 
 def operands(dtype=torch.float32, bias=True, seed=0):
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     x = torch.randn(3, 5, IN, generator=gen).to(dtype).requires_grad_()
     w0 = torch.randn(OUT, IN, generator=gen).to(dtype)
     A = (torch.randn(R, IN, generator=gen) * 0.5).requires_grad_()
@@ -55,7 +56,7 @@ def test_matches_reference_fp32(chunk_elems, bias):
 def test_generic_mask_matches_reference():
     """HiRA-rand style: ΔW = R⊙BA with a fixed R instead of W0."""
     x, w0, A, B, b = operands()
-    mask = torch.rand(OUT, IN, generator=torch.Generator().manual_seed(5))
+    mask = torch.rand(OUT, IN, generator=seeded(5))
     ours = outputs_and_grads(lambda: hira_linear(x, w0, A, B, b, mask=mask, chunk_elems=5 * IN), x, A, B)
     ref = outputs_and_grads(lambda: reference(x, w0, A, B, b, mask), x, A, B)
     for got, want in zip(ours, ref):

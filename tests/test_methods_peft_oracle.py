@@ -8,6 +8,7 @@ from peft import LoraConfig, PeftModel, VeraConfig, get_peft_model
 
 from hira.adapters import adapter_layers, apply, export_peft
 from hira.adapters.export import exportable_methods
+from numerics import seeded
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 
@@ -27,7 +28,7 @@ CASES = {
 
 
 def tokens(n=3, length=10, vocab=64):
-    return torch.randint(0, vocab, (n, length), generator=torch.Generator().manual_seed(1))
+    return torch.randint(0, vocab, (n, length), generator=seeded(1))
 
 
 def pair(llama, method):
@@ -57,7 +58,7 @@ def test_initialisation_matches_peft(llama, method):
 @pytest.mark.parametrize("method", sorted(CASES))
 def test_outputs_and_gradients_match_peft(llama, method):
     ours, theirs, mapping = pair(llama, method)
-    gen = torch.Generator().manual_seed(2)
+    gen = seeded(2)
     with torch.no_grad():
         for (layer, name), theirs_param in mapping.items():
             value = getattr(layer, name) + torch.randn(theirs_param.shape, generator=gen) * 0.3
@@ -98,7 +99,7 @@ def test_export_peft_loads_in_peft_with_equal_logits(llama, tmp_path, method):
     params = EXPORT_PARAMS[method]
     base = copy.deepcopy(llama)
     ours = apply(llama, method, TARGETS, **params).eval()
-    gen = torch.Generator().manual_seed(5)
+    gen = seeded(5)
     with torch.no_grad():
         for p in ours.parameters():
             if p.requires_grad:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, smollm2_config
+from numerics import NOISE_MARGIN, fp32_noise_floor
 from omegaconf import OmegaConf
 
 from hira.data.prepare import prepare
@@ -191,19 +192,24 @@ def test_export_to_peft_gives_the_same_logits(smollm2, tmp_path, method):
     base, _ = smollm2
     torch.manual_seed(0)
     params = {"hira": {"r": 8}, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}[method]
+    scale = {"hira": 0.1, "lora": 1e-2}[method]  # HiRA's ΔW = W0⊙BA is W0-small: larger noise moves the logits as far
     model = apply(copy.deepcopy(base), method, ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"], **params)
     with torch.no_grad():  # B starts at zero: make the update non-zero
         for name, p in model.named_parameters():
             if p.requires_grad:
-                p.add_(torch.randn_like(p) * 1e-2)
+                p.add_(torch.randn_like(p) * scale)
     model.eval()
     ids = torch.tensor([[1, 523, 2342, 7, 99, 1200, 31, 5]])
     with torch.no_grad():
         ours = model(ids).logits
         export_peft(model, tmp_path)
         theirs = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path).eval()(ids).logits
-        assert not torch.allclose(ours, base(ids).logits, atol=1e-3)  # the adapter changes the output
-    torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
+    # ours (one fused GEMM per layer for HiRA) and peft (two) round differently over 30 layers: compare within this
+    # network's own fp32 rounding on this CPU, and check the adapter moves the logits far beyond it
+    atol = NOISE_MARGIN * fp32_noise_floor(base, input_ids=ids)
+    with torch.no_grad():
+        assert (ours - base(ids).logits).abs().max() > 100 * atol
+    torch.testing.assert_close(ours, theirs, atol=atol, rtol=0)
 
 
 def train_cli(*overrides):
