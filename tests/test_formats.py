@@ -1,5 +1,5 @@
 """The task-format registry (hira/data/formats): every format is complete, and the registry is the one place that
-lists them, so adding a format is one module in hira/data/formats + one entry in its FORMATS."""
+lists them; the pieces a format needs beside its module: docs/extending.md (tests/test_registry_completeness.py)."""
 
 import ast
 import dataclasses

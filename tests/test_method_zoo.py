@@ -10,7 +10,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from hira.adapters import (METHODS, adapter_layers, adapter_state_buffers, apply, load_trainable_state_dict, merge,
-                           merge_and_unload, on_step, trainable_state_dict, unmerge)
+                           merge_and_unload, on_step, param_groups, trainable_state_dict,
+                           unmerge)
 from hira.adapters.mora import MoRALinear
 from numerics import (NOISE_MARGIN, adapter_forward_bound, assert_close_within, fp32_noise_floor, gemm_error_bound,
                       seeded, unmerge_bound)
@@ -58,6 +59,16 @@ def test_starts_at_base_and_trains_only_its_own_numbers(llama, case):
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(n.rsplit(".", 1)[-1] in OWN_PARAMS[case] for n in trainable)
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_optimizer_groups_hold_each_trainable_tensor_once(llama, case):
+    """What the loop hands AdamW (RaSA's pool is one tensor registered in many layers: it must appear once)."""
+    model = adapt(llama, case)
+    groups = param_groups(model, 1e-3)
+    ids = [id(p) for group in groups for p in group["params"]]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
+    assert groups[0]["lr"] == 1e-3  # the rate the loop logs
 
 
 @pytest.mark.parametrize("case", CASES)

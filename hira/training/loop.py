@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from hira.adapters import on_step
+from hira.adapters import on_step, param_groups
 from hira.data.tasks import load_run_inputs
 from hira.data.tokenize import tokenized_splits
 from hira.errors import UserError
@@ -99,8 +99,8 @@ def build_engine(cfg, model, schedule: Schedule):
 
     if cfg.train.gradient_checkpointing:  # recompute activations in backward; non-reentrant works with frozen inputs
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = guard.GuardedAdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+    # each trainable tensor at train.lr times its method's lr_scale (LoRA+'s B matrices: lr_ratio times)
+    optimizer = guard.GuardedAdamW(param_groups(model, cfg.train.lr), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                                    betas=tuple(cfg.train.adam_betas))
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.train.warmup_steps, schedule.total_steps)
     ds_config = engine_config.deepspeed_config(cfg.hardware.ds_config, cfg.hardware.micro_batch_size,

@@ -4,7 +4,7 @@ A format (hira/data/formats/base.py: TaskFormat) holds everything the pipeline k
 its test subsets and their other names, its files, its prepare commands, its synthetic stand-in, how its
 answers are scored and its paper-table columns. Loading (hira/data/tasks.py), preparing
 (hira/data/prepare.py), scoring (hira/evaluation) and the paper's tables (hira/paper/tables.py) all read it
-from here. Adding a format = one module in this package defining FORMAT + one entry below.
+from here. Adding a format (a module here defining FORMAT, its entry below, and the pieces beside it): docs/extending.md.
 """
 
 from __future__ import annotations
