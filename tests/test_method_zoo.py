@@ -21,6 +21,7 @@ PARAMS = {
     "hira": dict(r=4), "lora": dict(r=4, alpha=8, dropout=0.05), "dora": dict(r=4, alpha=8, dropout=0.05),
     "vera": dict(r=16), "mora": dict(r=4), "mora1": dict(r=4, mora_type=1), "rasa": dict(r=8, alpha=16),
     "lora_dash": dict(r=4, t=3, s=2), "hilora": dict(r1=3, r2=2), "hira_rand": dict(r=4),
+    "lora_plus": dict(r=4, alpha=8, dropout=0.05, lr_ratio=16.0),
 }
 CASES = sorted([*METHODS, "mora1"])  # every registered linear-layer method needs its PARAMS and OWN_PARAMS
 OWN_PARAMS = {"hira": ("hira_A", "hira_B"), "lora": ("lora_A", "lora_B"),
@@ -28,7 +29,7 @@ OWN_PARAMS = {"hira": ("hira_A", "hira_B"), "lora": ("lora_A", "lora_B"),
               "mora": ("mora_M",), "mora1": ("mora_M",),
               "rasa": ("lora_A", "lora_B", "rasa_D", "rasa_shared_A", "rasa_shared_B"),
               "lora_dash": ("lora_A", "lora_B", "dash_delta"), "hilora": ("hira_A", "hira_B", "lora_A", "lora_B"),
-              "hira_rand": ("hira_A", "hira_B")}
+              "hira_rand": ("hira_A", "hira_B"), "lora_plus": ("lora_A", "lora_B")}
 
 
 def adapt(llama, case):

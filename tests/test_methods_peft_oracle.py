@@ -1,12 +1,14 @@
-"""LoRA, DoRA and VeRA against peft (the numerical oracle): same outputs, loss and gradients, with dropout active."""
+"""LoRA, DoRA and VeRA against peft (the numerical oracle): same outputs, loss and gradients, with dropout active;
+LoRA+'s optimizer steps against peft's LoRA+ optimizer; exported adapters load in peft with the same logits."""
 
 import copy
 
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, VeraConfig, get_peft_model
+from peft.optimizers import create_loraplus_optimizer
 
-from hira.adapters import adapter_layers, apply, export_peft
+from hira.adapters import adapter_layers, apply, export_peft, param_groups
 from hira.adapters.export import exportable_methods
 from numerics import seeded
 
@@ -91,7 +93,7 @@ def test_outputs_and_gradients_match_peft(llama, method):
 
 # Every method that declares a peft equivalent (hira/adapters/export.py) needs an entry here.
 EXPORT_PARAMS = {"lora": dict(r=4, alpha=8, dropout=0.1), "dora": dict(r=4, alpha=8),
-                 "vera": dict(r=16, projection_seed=3), "hira": dict(r=4)}
+                 "vera": dict(r=16, projection_seed=3), "hira": dict(r=4), "lora_plus": dict(r=4, alpha=8)}
 
 
 @pytest.mark.parametrize("method", exportable_methods())
@@ -109,3 +111,39 @@ def test_export_peft_loads_in_peft_with_equal_logits(llama, tmp_path, method):
     ids = tokens()
     with torch.no_grad():
         torch.testing.assert_close(theirs(input_ids=ids).logits, ours(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def adamw_steps(model, optimizer, steps=4):
+    for step in range(steps):
+        loss = model(tokens(length=8 + step), labels=tokens(length=8 + step)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def test_lora_plus_steps_match_peft_loraplus_optimizer(llama):
+    """Our LoRA+ (LoRA + param_groups from lr_scale) and peft's LoRA + create_loraplus_optimizer take the same AdamW
+    steps from the same start. Both run the same float32 ops in the same order, so the results agree to rounding;
+    1e-6 is far below the 1e-3-sized steps, and plain LoRA (one rate) lands far from both."""
+    lr, ratio, decay = 1e-3, 16.0, 0.01
+    ours = apply(copy.deepcopy(llama), "lora_plus", TARGETS, r=4, alpha=8, lr_ratio=ratio)
+    theirs = get_peft_model(copy.deepcopy(llama), LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS))
+    plain = apply(copy.deepcopy(llama), "lora", TARGETS, r=4, alpha=8)
+    with torch.no_grad():  # the same random A everywhere (B starts at zero in all three)
+        for name, layer in adapter_layers(ours).items():
+            theirs.get_submodule(f"base_model.model.{name}").lora_A["default"].weight.copy_(layer.lora_A)
+            adapter_layers(plain)[name].lora_A.copy_(layer.lora_A)
+    groups = param_groups(ours, lr)
+    assert [g["lr"] for g in groups] == [lr, lr * ratio]
+    assert {id(p) for p in groups[1]["params"]} == {id(l.lora_B) for l in adapter_layers(ours).values()}
+    adamw_steps(ours, torch.optim.AdamW(groups, lr=lr, weight_decay=decay))
+    adamw_steps(theirs, create_loraplus_optimizer(theirs, torch.optim.AdamW, lr=lr, loraplus_lr_ratio=ratio,
+                                                  loraplus_weight_decay=decay))
+    adamw_steps(plain, torch.optim.AdamW(param_groups(plain, lr), lr=lr, weight_decay=decay))
+    for name, layer in adapter_layers(ours).items():
+        peft_layer = theirs.get_submodule(f"base_model.model.{name}")
+        torch.testing.assert_close(layer.lora_B, peft_layer.lora_B["default"].weight, atol=1e-6, rtol=0)
+        torch.testing.assert_close(layer.lora_A, peft_layer.lora_A["default"].weight, atol=1e-6, rtol=0)
+    moved = {n: (l.lora_B.abs().max().item(), adapter_layers(plain)[n].lora_B.abs().max().item())
+             for n, l in adapter_layers(ours).items()}
+    assert all(b_plus > 4 * b_lora for b_plus, b_lora in moved.values()), moved

@@ -26,6 +26,7 @@ PARAMS = {
     "dora": ["method.params.r=4", "method.params.alpha=8"], "vera": ["method.params.r=16"],
     "mora": ["method.params.r=4"], "rasa": ["method.params.r=8", "method.params.alpha=16"],
     "lora_dash": ["method.params.r=4", "method.params.alpha=8", "method.params.t=2", "method.params.s=2"],
+    "lora_plus": ["method.params.r=4", "method.params.alpha=8"],
     "hilora": ["method.params.r1=2", "method.params.r2=2"], "hira_rand": ["method.params.r=4"],
     "prompt_tuning": ["method.params.num_virtual_tokens=4"],
     "p_tuning": ["method.params.num_virtual_tokens=4", "method.params.encoder_hidden_size=16"],

@@ -34,6 +34,7 @@ ORACLES = {
     "mora": "test_method_zoo.py::test_mora_matches_its_written_definition",
     "rasa": "test_method_zoo.py::test_rasa_pool_formula_and_parameter_count",
     "lora_dash": "test_method_zoo.py::test_lora_dash_switches_at_step_t_to_the_fastest_changing_directions",
+    "lora_plus": "test_methods_peft_oracle.py::test_lora_plus_steps_match_peft_loraplus_optimizer",
     "prompt_tuning": "test_real_model_methods.py::test_trains_on_real_model_and_freezes_the_base",
     "p_tuning": "test_real_model_methods.py::test_trains_on_real_model_and_freezes_the_base",
     "full": "test_real_model_methods.py::test_trains_on_real_model_and_freezes_the_base",
