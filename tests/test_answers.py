@@ -60,14 +60,14 @@ REAL_FORMAT = {
 }
 
 
-@pytest.mark.parametrize("task", sorted(REAL_FORMAT))
-def test_every_gold_output_extracts_to_its_answer(task):
-    record = REAL_FORMAT[task]
-    prediction = extract_answer(task, record["output"])
-    assert prediction is not None and is_correct(task, prediction, record["answer"])
+@pytest.mark.parametrize("subset", sorted(REAL_FORMAT))
+def test_every_gold_output_extracts_to_its_answer(subset):
+    record = REAL_FORMAT[subset]
+    prediction = extract_answer(subset, record["output"])
+    assert prediction is not None and is_correct(subset, prediction, record["answer"])
 
 
-@pytest.mark.parametrize("task, text, expected", [
+@pytest.mark.parametrize("subset, text, expected", [
     ("boolq", "the correct answer is false", "false"),
     ("boolq", "false. It is true that ...", "false"),           # the first match wins, not the last
     ("boolq", "The correct answer is True", None),              # case-sensitive, like the paper
@@ -82,8 +82,8 @@ def test_every_gold_output_extracts_to_its_answer(task):
     ("winogrande", "  option2", "option2"),
     ("winogrande", "the correct answer is Sarah", None),
 ])
-def test_commonsense_first_match(task, text, expected):
-    assert extract_answer(task, text) == expected
+def test_commonsense_first_match(subset, text, expected):
+    assert extract_answer(subset, text) == expected
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -111,7 +111,7 @@ def test_gsm8k_compares_numerically(prediction, gold, correct):
     assert is_correct("gsm8k", prediction, gold) is correct
 
 
-def test_unknown_task_is_named():
+def test_unknown_subset_is_named():
     with pytest.raises(ValueError, match="'squad'.*valid: boolq"):
         extract_answer("squad", "x")
 

@@ -17,15 +17,11 @@ from hira.data import formats
 # Choice subsets -> their answer labels, and the subsets scored by their final number (from the format registry).
 CHOICE_LABELS = {subset: list(labels) for fmt in formats.FORMATS.values() if fmt.scorer == "choice"
                       for subset, labels in fmt.labels.items()}
-PATTERNS = {task: re.compile("|".join(labels)) for task, labels in CHOICE_LABELS.items()}
+PATTERNS = {subset: re.compile("|".join(labels)) for subset, labels in CHOICE_LABELS.items()}
 NUMBER_SUBSETS = tuple(subset for fmt in formats.FORMATS.values() if fmt.scorer == "number" for subset in fmt.subsets)
 ANSWER_IS = re.compile(r"The answer is:?")
 # An optionally signed number: 1,234 / 12.5 / .5 / 3/4, possibly after a currency sign.
 NUMBER = re.compile(r"([-+]?)\s*\$?\s*((?:\d[\d,]*)?\.?\d+(?:\s*/\s*\d[\d,]*(?:\.\d+)?)?)")
-
-
-def canonical_task(task: str) -> str:
-    return formats.canonical_subset(task)
 
 
 def extract_number(text: str) -> str | None:
@@ -50,22 +46,24 @@ def to_fraction(number: str) -> Fraction | None:
         return None
 
 
-def extract_answer(task: str, text: str) -> str | None:
-    """The answer in `text` for subset `task` (LLM-Adapters names accepted), or None on a parse failure."""
-    task = canonical_task(task)
-    if task in NUMBER_SUBSETS:
+def extract_answer(subset: str, text: str) -> str | None:
+    """The answer in `text` to a question of test subset `subset` (LLM-Adapters names accepted), or None on a parse
+    failure."""
+    subset = formats.canonical_subset(subset)
+    if subset in NUMBER_SUBSETS:
         return extract_number(text)
-    if task not in PATTERNS:
-        raise ValueError(f"no answer extraction for task {task!r}; valid: {', '.join([*PATTERNS, *NUMBER_SUBSETS])}")
-    match = PATTERNS[task].search(text.strip())
+    if subset not in PATTERNS:
+        raise ValueError(f"no answer extraction for test subset {subset!r}; "
+                         f"valid: {', '.join([*PATTERNS, *NUMBER_SUBSETS])}")
+    match = PATTERNS[subset].search(text.strip())
     return match.group(0) if match else None
 
 
-def is_correct(task: str, prediction: str | None, gold: str) -> bool:
+def is_correct(subset: str, prediction: str | None, gold: str) -> bool:
     """Commonsense: same label. GSM8K: same number (so "18" matches a gold "18.0" and "0.75" matches "3/4")."""
     if prediction is None:
         return False
-    if canonical_task(task) in NUMBER_SUBSETS:
+    if formats.canonical_subset(subset) in NUMBER_SUBSETS:
         value, gold_value = to_fraction(prediction), to_fraction(str(gold))
         return value is not None and value == gold_value
     return prediction == gold
@@ -74,9 +72,9 @@ def is_correct(task: str, prediction: str | None, gold: str) -> bool:
 ANSWER_FORMAT = re.compile(r"Answer format: (\S+)")
 
 
-def offered_labels(task: str, record: dict) -> list[str]:
+def offered_labels(subset: str, record: dict) -> list[str]:
     """The labels a commonsense question offers, from its "Answer format: a/b/c" line (all labels if absent)."""
-    labels = CHOICE_LABELS[canonical_task(task)]
+    labels = CHOICE_LABELS[formats.canonical_subset(subset)]
     match = ANSWER_FORMAT.search(record["instruction"])
     offered = [label for label in match.group(1).split("/") if label in labels] if match else []
     return offered or labels
