@@ -50,7 +50,7 @@ def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
     assert all(scores["base"]["subsets"][s]["n"] == 4 for s in SUBSETS)
     assert len((out / "predictions" / "base" / "piqa.jsonl").read_text().splitlines()) == 4
     assert OmegaConf.load(out / "config.yaml").method.name == "base"
-    markdown, _ = make_tables(tmp_path / "scored")
+    markdown = make_tables(tmp_path / "scored").markdown
     base_rows = [line for line in markdown.splitlines() if line.startswith("| base |")]
     assert len(base_rows) == 1  # one row, beside the paper's rows, with the base model's own numbers
     assert f"{100 * scores['base']['subsets']['piqa']['accuracy']:.2f}" in base_rows[0]

@@ -17,14 +17,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
+from test_tables import HEADERS, SUBSETS, TABLE1, TABLE12, table_sections
 
 from hira.adapters import all_methods
 from hira.errors import UserError
 from hira.paper.rank_analysis import spectrum_metrics
-from hira.paper.tables import make_tables
 from hira.training import runlog
 
-SUBSETS = ["boolq", "piqa", "siqa", "arc_c", "arc_e", "obqa", "hellaswag", "winogrande"]  # Table 1 order
 SCORED = SUBSETS[:4]  # the runs are scored on these; the other columns must show "—"
 
 
@@ -47,126 +46,40 @@ def outputs(workdir):
     return out, runs
 
 
-def expected_cell(values, paper):
-    mean, std = statistics.mean(values), statistics.stdev(values)
-    return f"{mean:.2f} ± {std:.2f} (paper {paper:.2f}, Δ {mean - paper:+.2f})"
-
-
-def table_rows(markdown: str, title: str) -> list[dict]:
-    """The rows of one table in tables.md as {header: cell}."""
-    section = markdown.split(f"### {title}")[1].split("### ")[0]
-    lines = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
-    headers = lines[0]
-    return [dict(zip(headers, cells)) for cells in lines if cells[0] not in ("method", "---")]
-
-
-def find(rows: list[dict], **labels) -> dict:
-    found = [row for row in rows if all(row[k] == v for k, v in labels.items())]
-    assert len(found) == 1, (labels, rows)
-    return found[0]
-
-
 @pytest.mark.slow
-def test_make_tables_mean_std_paper_and_missing(outputs):
+def test_make_tables_on_a_real_sweep(outputs):
+    """The tiny sweep's two seeds: one row, mean ± sample std over them; columns not scored "—"; the paper's
+    HiRA r16 numbers once, as a reference (tiny model, synthetic task), no Δ, no rows of methods nobody ran."""
     out, runs = outputs
     proc = script("scripts/make_tables.py", out, "--out", out / "tables")
     assert proc.returncode == 0, proc.stderr
     markdown = (out / "tables" / "tables.md").read_text()
-    assert markdown in proc.stdout
+    assert markdown in proc.stdout and "Left out" not in markdown
 
     best = [json.loads((run / "scores.json").read_text())["best"] for run in runs]
-    paper = dict(zip(SUBSETS + ["average"], [73.85, 89.12, 81.06, 82.59, 93.06, 87.40, 94.85, 86.74, 86.08]))
-    rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
-    hira = find(rows, method="hira", r="r16")
-    assert hira["n"] == "2"  # seeds
-    for subset, header in zip(SUBSETS, ["BoolQ", "PIQA", "SIQA", "ARC-c", "ARC-e", "OBQA", "HellaS", "WinoG"]):
+    paper = [73.85, 89.12, 81.06, 82.59, 93.06, 87.40, 94.85, 86.74, 86.08]
+    rows = table_sections(markdown, TABLE1)["tiny, task synthetic"]
+    assert [(row["method"], row["r"], row["setting"], row["n"]) for row in rows] == [
+        ("hira", "r16", "", "2"), ("hira", "r16", "paper (Llama-3-8B)", "")]
+    hira, reference = rows
+    for subset, header in zip(SUBSETS, HEADERS):
         if subset in SCORED:
             values = [100 * b["subsets"][subset]["accuracy"] for b in best]
-            assert hira[header] == expected_cell(values, paper[subset])
-        else:  # not scored: a dash beside the paper's number
-            assert hira[header] == f"— (paper {paper[subset]:.2f})"
-    assert hira["Avg."] == expected_cell([100 * b["average"] for b in best], paper["average"])
-    # paper rows nobody ran: a dash beside the paper's number, never a zero
-    lora = find(rows, method="lora", r="r32")
-    assert lora["BoolQ"] == "— (paper 70.80)" and lora["n"] == "0"
-    prompt = find(rows, method="prompt_tuning")
-    assert prompt["BoolQ"] == "—" and prompt["Avg."] == "— (paper 36.96)"
+            assert hira[header] == f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+        else:
+            assert hira[header] == "—"
+    averages = [100 * b["average"] for b in best]
+    assert hira["Avg."] == f"{statistics.mean(averages):.2f} ± {statistics.stdev(averages):.2f}"
+    assert [reference[h] for h in [*HEADERS, "Avg."]] == [f"{v:.2f}" for v in paper]
 
-    cost = table_rows(markdown, "Table 12: peak memory and training time")
-    times = [[e for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if e["event"] == "end"][0]
-             for run in runs]
-    memory = [t["peak_memory_gb"] for t in times]
-    assert find(cost, method="hira", r="r16")["Peak memory (GB)"] == \
-        f"{statistics.mean(memory):.2f} ± {statistics.stdev(memory):.2f}"
-    assert find(cost, method="hira", r="r32")["Train time"] == "— (paper 14h09m32s)"
+    cost = table_sections(markdown, TABLE12)["tiny, task synthetic"]
+    ends = [[e for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if e["event"] == "end"][-1]
+            for run in runs]
+    memory = [e["peak_memory_gb"] for e in ends]
+    assert [row["n"] for row in cost] == ["2"]  # the paper's Table 12 has no HiRA r16 row
+    assert cost[0]["Peak memory (GB)"] == f"{statistics.mean(memory):.2f} ± {statistics.stdev(memory):.2f}"
     tex = (out / "tables" / "tables.tex").read_text()
-    assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "(paper 73.85" in tex
-
-
-def fake_run(root, name, method, r, seed, accuracy, modules=("q_proj", "k_proj", "v_proj", "up_proj", "down_proj"),
-             loss_on=None):
-    """A finished run's three files, written by hand: every subset scored `accuracy` (no task.loss_on: a run made
-    before it existed)."""
-    run = root / name
-    run.mkdir(parents=True)
-    task = {"name": "commonsense", **({"loss_on": loss_on} if loss_on else {})}
-    (run / "config.yaml").write_text(OmegaConf.to_yaml({
-        "seed": seed, "task": task, "model": {"name": "llama3_8b"}, "hardware": {"name": "gpu"},
-        "method": {"name": method, "params": {"r": r} if r else {}, "target_modules": list(modules)},
-        "train": {"lr": 1e-3, "global_batch_size": 32}}))
-    (run / "metrics.jsonl").write_text(json.dumps({"event": "end", "train_time_s": 3600.0 * seed,
-                                                   "peak_memory_gb": 60.0 + seed}) + "\n")
-    subsets = {s: {"accuracy": accuracy, "n": 100} for s in SUBSETS}
-    (run / "scores.json").write_text(json.dumps({"best": {"subsets": subsets, "average": accuracy}}))
-
-
-def test_tables_hand_computed(tmp_path):
-    fake_run(tmp_path, "a", "hira", 32, 1, 0.5)
-    fake_run(tmp_path, "b", "hira", 32, 2, 0.7)
-    fake_run(tmp_path, "c", "hira", 32, 1, 0.4, modules=["q_proj", "v_proj"])
-    fake_run(tmp_path, "d", "full", None, 1, 0.8, modules=[])  # no method.params at all, as full FT writes it
-    markdown, written = make_tables(tmp_path)
-    rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
-    # mean 60, sample std of (50, 70) = 14.14; the paper's HiRA r32 BoolQ is 75.40
-    main = find(rows, method="hira", r="r32", modules="FC+QKV")
-    assert (main["n"], main["BoolQ"]) == ("2", "60.00 ± 14.14 (paper 75.40, Δ -15.40)")
-    assert find(rows, modules="QV")["BoolQ"] == "40.00"  # one seed: no ±; not the paper's placement: no paper
-    placement = table_rows(markdown, "Table 5: HiRA target-module placement")
-    assert [row["modules"] for row in placement] == ["FC+QKV", "QV"]
-    cost = find(table_rows(markdown, "Table 12: peak memory and training time"), modules="FC+QKV")
-    assert cost["Peak memory (GB)"] == "61.50 ± 0.71 (paper 61.49, Δ +0.01)"
-    assert cost["Train time"] == "1h30m00s ± 42m26s (paper 14h09m32s, Δ -12h39m32s)"
-    assert find(table_rows(markdown, "Table 12: peak memory and training time"), method="full")["r"] == "—"
-    assert "Table 6" not in markdown and {p.name for p in written} == {"tables.md", "tables.tex"}
-
-
-def test_table1_shows_each_loss_on_beside_the_other(tmp_path):
-    """table1_controlled's runs: one Table 1 with a method's response-only and full-sequence rows next to each other;
-    a run made before task.loss_on existed counts as response."""
-    fake_run(tmp_path, "lora_resp_1", "lora", 32, 1, 0.60, loss_on="response")
-    fake_run(tmp_path, "lora_old_2", "lora", 32, 2, 0.70)
-    fake_run(tmp_path, "lora_full_1", "lora", 32, 1, 0.50, loss_on="full")
-    fake_run(tmp_path, "hira_full_1", "hira", 32, 1, 0.40, loss_on="full")
-    fake_run(tmp_path, "hira_resp_1", "hira", 32, 1, 0.80, loss_on="response")
-    markdown, _ = make_tables(tmp_path)
-    assert markdown.count("### Table 1:") == 1
-    rows = table_rows(markdown, "Table 1: commonsense reasoning accuracy (%)")
-    ran = [(row["method"], row["loss on"]) for row in rows if row["n"] != "0"]
-    assert ran == [("lora", "response"), ("lora", "full"), ("hira", "response"), ("hira", "full")]
-    lora_response = find(rows, method="lora", **{"loss on": "response"})
-    assert (lora_response["n"], lora_response["BoolQ"]) == ("2", "65.00 ± 7.07 (paper 70.80, Δ -5.80)")
-    assert find(rows, method="lora", **{"loss on": "full"})["BoolQ"] == "50.00 (paper 70.80, Δ -20.80)"
-    assert find(rows, method="hira", r="r32", **{"loss on": "response"})["Avg."] == "80.00 (paper 86.72, Δ -6.72)"
-    assert find(rows, method="hira", r="r32", **{"loss on": "full"})["Avg."] == "40.00 (paper 86.72, Δ -46.72)"
-    cost = table_rows(markdown, "Table 12: peak memory and training time")
-    assert find(cost, method="lora", **{"loss on": "full"})["n"] == "1"
-
-
-def test_loss_on_column_only_when_runs_differ_in_it(tmp_path):
-    fake_run(tmp_path, "a", "hira", 32, 1, 0.5)
-    fake_run(tmp_path, "b", "hira", 32, 2, 0.7, loss_on="response")
-    rows = table_rows(make_tables(tmp_path)[0], "Table 1: commonsense reasoning accuracy (%)")
-    assert "loss on" not in rows[0] and find(rows, method="hira", r="r32")["n"] == "2"
+    assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "& 73.85 &" in tex and "Delta" not in tex
 
 
 def direct_spectrum(delta: np.ndarray) -> dict:

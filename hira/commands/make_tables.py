@@ -1,9 +1,11 @@
-"""Regenerate the paper's tables from finished runs, the paper's numbers side by side.
+"""Regenerate the paper's tables from finished runs.
 
-    hira-make-tables outputs/ [--out DIR]          (or python scripts/make_tables.py, same arguments)
+    hira-make-tables outputs/ [--out DIR] [--paper-grid] [--strict]    (or python scripts/make_tables.py, same)
 
 Writes tables.md and tables.tex (and fig6_rank_sweep.png when HiRA ran at several ranks) into DIR (default: the
-outputs folder) and prints the Markdown. Logic: hira/paper/tables.py; the paper's numbers: hira/paper/numbers.yaml.
+outputs folder), prints the Markdown, and ends with one line per repeated seed and per folder left out (a
+config.yaml but no finished run: no end event, no scores, an error in train.log, an unreadable config).
+Logic: hira/paper/tables.py and runs.py; the paper's numbers and setting: hira/paper/numbers.yaml.
 """
 
 import argparse
@@ -19,7 +21,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("outputs", type=Path, help="folder searched (recursively) for run directories")
     parser.add_argument("--out", type=Path, default=None, help="where to write the tables (default: outputs)")
+    parser.add_argument("--paper-grid", action="store_true",
+                        help="list every method of the paper's tables under each section, run or not")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 2 (writing nothing) when any folder holding a config.yaml is not a finished run")
     args = parser.parse_args(argv)
-    markdown, written = make_tables(args.outputs, args.out)
-    print(markdown)
-    print("wrote " + ", ".join(str(p) for p in written))
+    print(make_tables(args.outputs, args.out, paper_grid=args.paper_grid, strict=args.strict).console())

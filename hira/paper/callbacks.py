@@ -35,8 +35,8 @@ class PrintTables(Callback):
         from hira.paper.tables import make_tables
 
         try:
-            markdown, written = make_tables(Path(config.hydra.sweep.dir))
+            report = make_tables(Path(config.hydra.sweep.dir))
         except Exception as e:  # a table problem must not hide the finished runs
             log.warning("could not build the tables (run hira-make-tables by hand): %s", e)
             return
-        print(markdown + "\nwrote " + ", ".join(str(p) for p in written), flush=True)
+        print(report.console(), flush=True)

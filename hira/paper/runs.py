@@ -1,15 +1,25 @@
 """Finished training runs as the paper tables and figures see them: settings, best-checkpoint scores, cost.
 
-A run directory is any folder holding both config.yaml and metrics.jsonl (train.py writes them); scores come
-from scores.json's "best" entry (the evaluator's score of the checkpoint with the lowest validation loss).
+A run directory is any folder holding config.yaml (train.py and eval.py write it first); scores come from
+scores.json's "best" entry (the evaluator's score of the checkpoint with the lowest validation loss), cost from
+metrics.jsonl's "end" event. A folder that is not a finished run is reported with the reason, never used.
+
+A run's settings (its fingerprint) are its resolved config.yaml minus IGNORED_KEYS, plus how its best checkpoint
+was scored: the questions per test subset, the decoding mode and beam count. Runs average together only when
+their settings are equal.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from hira.adapters.params import method_params
 from hira.errors import UserError
@@ -18,6 +28,31 @@ from hira.run_dir import CONFIG_FILE, RunDir
 # The paper's names for target-module placements (Table 5); FC = the MLP's up and down projections.
 ATTENTION_LETTERS = {"q_proj": "Q", "k_proj": "K", "v_proj": "V"}
 FC = {"up_proj", "down_proj"}
+
+# Keys of config.yaml that cannot change a run's scores (a key names itself and everything under it). Every other
+# key is part of the run's settings: max_steps, epochs, warmup, the data folder, cutoff_len, model.path, the tiny
+# base's build settings, ...
+IGNORED_KEYS = (
+    "seed", "data_seed",            # what repeats of one setting vary: a group's runs are its seeds
+    "run_dir",                      # where the run was written
+    "resume",                       # a resumed run continues exactly where it stopped (tests/test_resume.py)
+    "experiment",                   # the sweep's name; the settings it sets are all in the other keys
+    "logger", "wandb",              # where metrics are sent besides metrics.jsonl
+    "train.log_steps",              # how often the training loss is logged
+    "train.keep_last",              # how many old checkpoints are deleted (the best one is always kept)
+    "train.eval_batch_size",        # how validation examples are batched: the same loss
+    "train.gradient_checkpointing", # recomputes activations in backward: the same gradients
+    "hardware",                     # placement: ranks x micro_batch_size x gradient accumulation always make
+                                    # train.global_batch_size (kept), and ZeRO stages shard the same arithmetic
+    "evaluate_after_training",      # whether the run scored itself; and eval_limit, how many questions it scored:
+    "eval_limit",                   # the questions actually scored (from scores.json, "n q") replace both
+    "method.lr", "method.demo_lr", "model.lr_key",  # where train.lr (kept, resolved) was taken from
+    "method.fused", "method.fused_chunk_elems",     # HiRA's fused op computes the plain formula's numbers
+    "model.hub_id",                 # a download name; model.path (kept) is what was loaded
+)
+N_QUESTIONS = "n q"        # settings key: {subset: questions scored} of the best checkpoint's scores
+EVAL_KEYS = {"mode": "eval.mode", "num_beams": "eval.num_beams"}  # how it was scored: scores.json's best entry
+LEGACY_DEFAULTS = {"task.loss_on": "response"}  # settings older run configs lack, at the value those runs used
 
 
 def params_label(params) -> str:
@@ -51,7 +86,7 @@ class Run:
     modules: str                # modules_label
     lr: float | None            # None for scoring-only runs (nothing trained)
     batch: int | None
-    seed: int
+    seed: int | None            # None for scoring-only runs (nothing random)
     hardware: str
     experiment: str | None
     loss_on: str = "response"   # task.loss_on: the tokens the loss is taken on (response | full)
@@ -60,16 +95,21 @@ class Run:
     scoring: str = "generate"                    # how the best checkpoint was scored: generate | loglik
     peak_memory_gb: float | None = None         # the run's, over every process that trained it
     train_time_s: float | None = None           # summed over those processes
+    settings: dict = field(default_factory=dict)  # the fingerprint: dotted key -> value (see the module's doc)
+    synthetic: bool = False                     # trained and tested on a synthetic stand-in task
+    finished_at: float = 0.0                    # when its last result was written (the newest of a seed wins)
 
     @property
     def group(self) -> tuple:
-        """Runs that differ only in their seed are averaged together."""
-        return (self.task, self.model, self.method, self.params, self.modules, self.lr, self.batch, self.loss_on,
-                self.scoring)
+        """Runs with equal settings (they differ in their seed at most) are averaged together."""
+        return tuple(sorted(self.settings.items()))
 
-    @property
-    def label(self) -> str:
-        return " ".join(x for x in (self.method, self.params, f"loss on {self.loss_on}") if x)
+
+@dataclass(frozen=True)
+class Skipped:
+    """A folder with a config.yaml that is not a finished run, and why."""
+    path: Path
+    reason: str
 
 
 def best_scores(scores_json: dict) -> tuple[dict, tuple]:
@@ -93,34 +133,154 @@ def optional_number(cfg, key: str, kind):
     return None if value is None else kind(value)
 
 
+def frozen(value):
+    """A config value as a hashable one (lists -> tuples, mappings -> sorted item tuples)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 0.01}} -> {"train.lr": 0.01}; lists stay values."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = frozen(value)
+    return flat
+
+
+def ignored(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
+
+
+def run_settings(cfg: DictConfig, best: dict) -> dict:
+    """The run's fingerprint: config keys that can change a score, and how the best checkpoint was scored."""
+    settings = {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items() if not ignored(k)}
+    settings = {**LEGACY_DEFAULTS, **settings}
+    if best:
+        settings[N_QUESTIONS] = frozen({s: summary.get("n") for s, summary in best["subsets"].items()})
+        settings.update({name: best.get(key) for key, name in EVAL_KEYS.items()})
+    return settings
+
+
+def is_synthetic(task_cfg) -> bool:
+    """A stand-in task the project generates (task=synthetic, *_synthetic), not the paper's data."""
+    return bool(task_cfg.get("synthetic")) or str(task_cfg.name).endswith("_synthetic")
+
+
+def finished_at(run: RunDir) -> float:
+    """The modification time of the run's newest result: scores.json, else metrics.jsonl."""
+    return max((p.stat().st_mtime for p in (run.scores, run.metrics) if p.is_file()), default=0.0)
+
+
 def load_run(run_dir: Path) -> Run:
     """A training run, or a scoring-only run of eval.py (base model, peft folder: no training settings)."""
-    run = RunDir(run_dir)
-    cfg = OmegaConf.load(run.config)
+    return read_run(RunDir(run_dir), OmegaConf.load(RunDir(run_dir).config))
+
+
+def read_run(run: RunDir, cfg: DictConfig) -> Run:
     end = run.events("end")  # the last one holds the run's totals (carried across resumes)
     scores_json = run.read_scores()
     scores, subsets = best_scores(scores_json)
     method = cfg.method
-    return Run(path=run_dir, task=cfg.task.name, model=cfg.model.name, method=method.name,
+    seed = cfg.get("seed")
+    return Run(path=run.path, task=cfg.task.name, model=cfg.model.name, method=method.name,
                params=params_label(method_params(method)), modules=modules_label(method.get("target_modules")),
                lr=optional_number(cfg, "train.lr", float), batch=optional_number(cfg, "train.global_batch_size", int),
-               seed=int(cfg.get("seed", 0)), hardware=OmegaConf.select(cfg, "hardware.name", default="-"),
+               seed=None if seed is None else int(seed), hardware=OmegaConf.select(cfg, "hardware.name", default="-"),
                experiment=cfg.get("experiment"), loss_on=cfg.task.get("loss_on") or "response",
                scores=scores, subsets=subsets, scoring=scores_json.get("best", {}).get("mode", "generate"),
                peak_memory_gb=end[-1].get("peak_memory_gb") if end else None,
-               train_time_s=end[-1].get("train_time_s") if end else None)
+               train_time_s=end[-1].get("train_time_s") if end else None,
+               settings=run_settings(cfg, scores_json.get("best") or {}), synthetic=is_synthetic(cfg.task),
+               finished_at=finished_at(run))
 
 
-def find_runs(root: Path) -> list[Run]:
-    """Every finished run under root (training ended or scores written), in path order."""
+# --- which folders are finished runs ----------------------------------------------------------------------
+
+LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\]\[[^\]]*\]\[ERROR\] - (.*)")  # Hydra's job log format
+
+
+def logged_errors(train_log: Path) -> list[tuple[float, str]]:
+    """(time, message) of each ERROR line of Hydra's train.log. Its timestamps are the writing machine's local
+    time, read here in this machine's: make the tables where the runs ran, or in the same time zone."""
+    if not train_log.is_file():
+        return []
+    found = []
+    for line in train_log.read_text(errors="replace").splitlines():
+        if match := LOG_LINE.match(line):
+            found.append((datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").timestamp(), match[2].strip()))
+    return found
+
+
+def unfinished_reason(run: RunDir, cfg: DictConfig) -> str | None:
+    """Why a readable run folder is not a finished run, or None when it is one.
+
+    An error in train.log counts when it came after the run's last result (an earlier attempt's error, before a
+    resume that finished, does not); a training run needs its "end" event; a run needs scores unless it was
+    made for the cost table alone (evaluate_after_training=false).
+    """
+    results_time = finished_at(run)
+    late = [message for when, message in logged_errors(run.train_log) if when >= int(results_time)]
+    if late:
+        return f"error in train.log: {late[-1]}"
+    trained = "train" in cfg
+    if trained and not run.training_ended():
+        return f"no end event in {run.metrics.name} (training did not finish)"
+    best = run.read_scores().get("best")
+    if not best and (not trained or cfg.get("evaluate_after_training", True)):
+        return f"no scores (no best entry in {run.scores.name}; python eval.py run_dir={run.path} scores it)"
+    return None
+
+
+UNREADABLE = (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException, KeyError, TypeError, AttributeError)
+
+
+def first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def inspect_folder(run_dir: Path) -> Run | Skipped:
+    """The finished run in run_dir, or why it is none."""
+    run = RunDir(run_dir)
+    try:
+        cfg = OmegaConf.load(run.config)
+        if not isinstance(cfg, DictConfig) or not all(OmegaConf.select(cfg, f"{k}.name")
+                                                       for k in ("model", "method", "task")):
+            raise ValueError("no model.name, method.name and task.name")
+    except UNREADABLE as e:
+        return Skipped(run.path, f"unreadable {run.config.name} ({first_line(e)})")
+    try:
+        reason = unfinished_reason(run, cfg)
+        return Skipped(run.path, reason) if reason else read_run(run, cfg)
+    except UNREADABLE as e:  # a scores.json or metrics.jsonl that is not what the evaluator and train.py write
+        return Skipped(run.path, f"unreadable results ({type(e).__name__}: {first_line(e)})")
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Every folder under root holding a config.yaml, without looking inside one (its checkpoints hold copies,
+    Hydra's .hydra/ another)."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        if CONFIG_FILE in files and Path(folder).name != ".hydra":
+            found.append(Path(folder))
+            subfolders.clear()
+        subfolders.sort()
+    return sorted(found)
+
+
+def find_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
+    """Every finished run under root, and every other folder holding a config.yaml with why it was left out."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a directory; pass the outputs folder that holds the runs")
-    runs = []
-    for config in sorted(root.rglob(CONFIG_FILE)):
-        run_dir = config.parent
-        if RunDir(run_dir).has_results():
-            run = load_run(run_dir)
-            if run.scores or run.train_time_s is not None:
-                runs.append(run)
-    return runs
+    runs, skipped = [], []
+    for folder in run_folders(root):
+        found = inspect_folder(folder)
+        (skipped if isinstance(found, Skipped) else runs).append(found)
+    return runs, skipped

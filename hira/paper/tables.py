@@ -1,10 +1,12 @@
-"""The paper's tables regenerated from finished runs: mean ± std over seeds, the paper's number and the difference.
+"""The paper's tables regenerated from finished runs: mean ± std over seeds, and the paper's numbers in rows of
+their own.
 
-Runs are grouped by (task, model, method, params, target modules, lr, batch, loss_on, scoring mode); a group's
-seeds are averaged.
-Each table lists the groups that belong to it and the paper's rows for the model (Llama-3-8B numbers stand
-in as the reference for models the paper did not use, such as the tiny one); a row without runs, or a column
-a run did not score, shows "—", never a zero.
+Runs average together only when their settings are equal (hira/paper/runs.py: the resolved config.yaml minus the
+keys that cannot change a score, plus the questions scored); a group keeps one run per seed, the newest. Each
+table has one section per (model, task). Where the groups of a section differ in a setting, the "setting" column
+names each group's value of it. The paper's rows close each section, once: a "Δ vs paper" row under a group
+compares with them only where the group's setting is the paper's (numbers.yaml's `setting`); elsewhere they are
+a reference. A column a run did not score shows "—", never a zero.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import yaml
 
 from hira.adapters import all_methods
 from hira.data import formats
-from hira.paper.runs import Run, find_runs
+from hira.errors import UserError
+from hira.paper.runs import N_QUESTIONS, Run, Skipped, find_runs
 
 NUMBERS_FILE = Path(__file__).with_name("numbers.yaml")
 MISSING = "—"
@@ -29,6 +32,7 @@ PAPER_ORDER = ["base", "full", "prompt_tuning", "p_tuning", "lora", "dora", "ver
                "hira_rand", "hilora", "hira"]
 METHOD_ORDER = PAPER_ORDER + [m for m in all_methods() if m not in PAPER_ORDER]
 PLACEMENT_ORDER = ["FC+QKV", "FC", "QV", "QKV", "QK", "V", "Q", "K"]  # Table 5
+PAPER_PLACEMENTS = ("FC+QKV", "")  # the paper's numbers are for all five modules (or methods without modules)
 LOSS_ON_ORDER = ["response", "full"]  # the authors' masking first, then LLM-Adapters' (the baselines' numbers)
 
 # The task tables' columns are their formats' (hira/data/formats): table1 commonsense, table2 convai2, table3 gsm8k.
@@ -44,6 +48,10 @@ TITLES = {
     "table6": "Table 6: HiLoRA, ΔW = W0⊙(B1A1) + B2A2, r1 + r2 = 32",
     "table12": "Table 12: peak memory and training time",
 }
+COMMONSENSE_TABLES = ("table4", "table5", "table6")  # ablations on Table 1's task
+
+# Row kinds: a group of our runs, its difference from the paper's row, the paper's row.
+OURS, DELTA, PAPER = "ours", "delta", "paper"
 
 
 def load_paper_numbers(path: Path = NUMBERS_FILE) -> dict:
@@ -57,18 +65,160 @@ def task_table(run: Run) -> str | None:
     return next((fmt.table for fmt in formats.FORMATS.values() if fmt.name in scored), None)
 
 
+def table_format(table: str):
+    """The task format a score table reports (Tables 4-6 are ablations on Table 1's task)."""
+    table = "table1" if table in COMMONSENSE_TABLES else table
+    return next(fmt for fmt in formats.FORMATS.values() if fmt.table == table)
+
+
+# --- settings as the reader sees them ---------------------------------------------------------------------
+
+def fmt_setting(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(fmt_setting(v) for v in value) + "]"
+    return str(value)
+
+
+def describe(key: str, value) -> str:
+    """ "max_steps 2", "n q 2/subset", "task.data_dir data/synthetic_mini": one setting, as a label names it."""
+    if key == N_QUESTIONS:
+        counts = dict(value)
+        if len(set(counts.values())) == 1:
+            return f"n q {next(iter(counts.values()))}/subset"
+        return "n q " + " ".join(f"{subset} {n}" for subset, n in counts.items())
+    return f"{key.removeprefix('train.')} {fmt_setting(value)}"
+
+
+# Settings the table shows elsewhere: the section (model, task), the method and r columns, and the label columns.
+ROW_KEYS = {"model.name", "task.name", "method.name", "method.params.r", "method.params.r1", "method.params.r2"}
+COLUMN_KEYS = {"modules": "method.target_modules", "lr": "train.lr", "batch": "train.global_batch_size",
+               "loss_on": "task.loss_on", "scoring": "eval.mode"}
+SCORING_KEYS = (N_QUESTIONS, "eval.mode", "eval.num_beams")  # how a run was scored: named last in a label
+
+
+def differing_keys(row: Row, rows: list[Row], hidden: set) -> list[str]:
+    """The settings in which `row`'s group differs from another group of its section that has the setting; a
+    method's own settings (method.*) only against groups of the same method."""
+    differing = []
+    for key, value in row.first.settings.items():
+        if key in hidden:
+            continue
+        peers = [r for r in rows if key in r.first.settings
+                 and (not key.startswith("method.") or r.method == row.method)]
+        if any(r.first.settings[key] != value for r in peers):
+            differing.append(key)
+    return sorted(differing, key=lambda k: (k in SCORING_KEYS, k))
+
+
+def label_settings(rows: list[Row], shown: list[str]) -> None:
+    """Each group's `setting`: the settings its section's groups differ in, with its own values."""
+    hidden = ROW_KEYS | {COLUMN_KEYS[k] for k in shown if k in COLUMN_KEYS}
+    for row in rows:
+        row.setting = ", ".join(describe(k, row.first.settings[k]) for k in differing_keys(row, rows, hidden))
+
+
+# --- the paper's setting ----------------------------------------------------------------------------------
+
+def basic_gaps(run: Run, table: str, paper: dict) -> list[str]:
+    """What makes a run incomparable with the paper's numbers whatever its schedule: model, data, machine."""
+    gaps = []
+    if run.model not in paper.get(table, {}):
+        gaps.append(f"model {run.model}")
+    if run.synthetic:
+        gaps.append(f"synthetic task {run.task}")
+    if table == "table12":
+        gaps.append("time and memory depend on the machine; the paper's ran on one A100 80G, batch 72, 3 epochs")
+    return gaps
+
+
+def paper_gaps(run: Run, table: str, paper: dict) -> list[str]:
+    """Every way the run's setting differs from the paper's ([]: the paper's setting)."""
+    return basic_gaps(run, table, paper) + detail_gaps(run, table, paper)
+
+
+def detail_gaps(run: Run, table: str, paper: dict) -> list[str]:
+    """How a run on the paper's model and data differs from the paper's test sets and schedule."""
+    if table == "table12":
+        return []
+    setting, fmt = paper["setting"], table_format(table)
+    gaps = []
+    scored = dict(run.settings.get(N_QUESTIONS, ()))
+    if any(scored.get(s) != setting["test_questions"].get(s) for s in fmt.subsets):
+        gaps.append(f"not the whole test sets ({describe(N_QUESTIONS, scored.items()) if scored else 'none'})")
+    if not any(key.startswith("train.") for key in run.settings):
+        return gaps + ["not trained (scoring only)"]
+    schedule = {**setting["schedule"], "train.epochs": setting["epochs"][fmt.name],
+                "task.max_new_tokens": setting["max_new_tokens"][fmt.name]}
+    for key, want in schedule.items():
+        got = run.settings.get(key)
+        if key not in run.settings or got != want:
+            gaps.append(f"{describe(key, got)} (paper {fmt_setting(want)})")
+    return gaps
+
+
 # --- rows -------------------------------------------------------------------------------------------------
 
 @dataclass
 class Row:
+    kind: str                                   # OURS, DELTA or PAPER
     method: str
     params: str
-    runs: list = field(default_factory=list)
-    paper: dict = field(default_factory=dict)
+    runs: list = field(default_factory=list)    # OURS: one run per seed
+    values: dict = field(default_factory=dict)  # DELTA and PAPER: column -> number
+    setting: str = ""                           # OURS: its settings that differ from its section's other groups;
+                                                # DELTA, PAPER: what the row is
 
     @property
     def first(self) -> Run | None:
         return self.runs[0] if self.runs else None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Runs of one seed in one group: the newest finished one is used, the others are left out."""
+    used: Run
+    others: tuple
+
+    def line(self) -> str:
+        others = ", ".join(str(r.path) for r in self.others)
+        run = self.used
+        what = "the scoring-only run" if run.seed is None else f"seed {run.seed}"
+        name = " ".join(x for x in (run.method, run.params) if x)
+        return f"{what} ran {len(self.others) + 1} times with the same settings ({name} on {run.model}, " \
+               f"{run.task}): used {run.path} (newest), left out {others}"
+
+
+def one_per_seed(runs: list[Run]) -> tuple[list[Run], list[Repeat]]:
+    """A group's runs, one per seed (the newest finished), and the repeats left out."""
+    by_seed: dict = {}
+    for run in runs:
+        by_seed.setdefault(run.seed, []).append(run)
+    used, repeats = [], []
+    for seed in sorted(by_seed, key=lambda s: (s is None, s)):
+        same = sorted(by_seed[seed], key=lambda r: (r.finished_at, str(r.path)))
+        used.append(same[-1])
+        if len(same) > 1:
+            repeats.append(Repeat(same[-1], tuple(same[:-1])))
+    return used, repeats
+
+
+def group_rows(runs: list[Run], extra_key=()) -> tuple[list[Row], list[Repeat]]:
+    """One row per group of equal settings (and equal extra_key attributes), one run per seed in it."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.group + tuple(getattr(run, k) for k in extra_key), []).append(run)
+    rows, repeats = [], []
+    for members in groups.values():
+        used, repeated = one_per_seed(members)
+        rows.append(Row(OURS, used[0].method, used[0].params, used))
+        repeats += repeated
+    return rows, repeats
 
 
 def _rank_numbers(params: str) -> list[int]:
@@ -82,39 +232,44 @@ def row_order(row: Row) -> tuple:
     placement = PLACEMENT_ORDER.index(placement) if placement in PLACEMENT_ORDER else len(PLACEMENT_ORDER)
     loss_on = LOSS_ON_ORDER.index(run.loss_on) if run and run.loss_on in LOSS_ON_ORDER else len(LOSS_ON_ORDER)
     return (method, row.method, _rank_numbers(row.params), placement, (run.lr or 0) if run else 0,
-            (run.batch or 0) if run else 0, loss_on)  # last: a method's response and full rows sit next to each other
+            (run.batch or 0) if run else 0, loss_on, row.setting)  # a method's response and full rows side by side
 
 
-def group_rows(runs: list[Run], extra_key=()) -> list[Row]:
-    groups: dict[tuple, Row] = {}
-    for run in runs:
-        key = run.group + tuple(getattr(run, k) for k in extra_key)
-        groups.setdefault(key, Row(run.method, run.params)).runs.append(run)
-    return list(groups.values())
+def cell_stats(row: Row, key: str) -> tuple[float | None, float | None]:
+    """(mean, sample std) over the row's seeds that have the column; std is None for a single seed."""
+    values = [v for r in row.runs if (v := run_value(r, key)) is not None]
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def attach_paper(rows: list[Row], paper_rows: list[dict]) -> list[Row]:
-    """Put the paper's numbers beside the matching groups (paper placement only); unmatched paper rows are added
-    without runs, so the table shows what is still to be run."""
-    for paper in paper_rows:
-        params = paper.get("params") or ""
-        matched = [r for r in rows if r.method == paper["method"] and r.params == params
-                   and r.first.modules in ("FC+QKV", "")]
-        for row in matched:
-            row.paper = paper["scores"]
-        if not matched:
-            rows.append(Row(paper["method"], params, [], paper["scores"]))
-    return sorted(rows, key=row_order)
+def run_value(run: Run, key: str):
+    if key in ("peak_memory_gb", "train_time_s"):
+        return getattr(run, key)
+    return run.scores.get(key)
 
 
-# --- tables -----------------------------------------------------------------------------------------------
+def delta_row(row: Row, paper_scores: dict) -> Row:
+    means = {key: cell_stats(row, key)[0] for key in paper_scores}
+    differences = {key: mean - paper_scores[key] for key, mean in means.items() if mean is not None}
+    return Row(DELTA, row.method, row.params, values=differences, setting="Δ vs paper")
+
+
+# --- sections and tables ----------------------------------------------------------------------------------
+
+@dataclass
+class Section:
+    heading: str
+    note: str
+    rows: list
+
 
 @dataclass
 class Table:
     name: str
     title: str
     columns: list                      # (key, header)
-    sections: list                     # (heading, [Row])
+    sections: list                     # [Section]
     label_keys: list                   # run attributes shown as label columns beside method and r
 
 
@@ -124,58 +279,94 @@ LABELS = {"modules": "modules", "lr": "lr", "batch": "batch", "hardware": "hardw
 
 def varying(rows: list[Row], keys) -> list[str]:
     """The label attributes that differ between the rows' runs (shown as columns only then)."""
-    return [k for k in keys if len({getattr(r.first, k) for r in rows if r.runs}) > 1]
+    return [k for k in keys if len({getattr(r.first, k) for r in rows}) > 1]
 
 
-def model_sections(runs: list[Run], paper: dict, table: str, extra_key=()) -> list:
-    """One section per model: its groups plus the paper's rows for it (or the reference model's)."""
-    sections = []
-    for model in sorted({r.model for r in runs}):
-        paper_model = model if model in paper.get(table, {}) else REFERENCE_MODEL
-        rows = attach_paper(group_rows([r for r in runs if r.model == model], extra_key),
-                            paper.get(table, {}).get(paper_model, []))
-        heading = f"{model} ({', '.join(sorted({r.task for r in runs if r.model == model}))})"
-        if paper_model != model and any(r.paper for r in rows):
-            heading += f"; paper numbers: {MODEL_NAMES[paper_model]}, for reference"
-        sections.append((heading, rows))
-    return sections
+def unique(items: list) -> list:
+    return list(dict.fromkeys(items))
 
 
-def build_tables(runs: list[Run], paper: dict | None = None) -> list[Table]:
+def section_note(table: str, ours: list[Row], compared: bool, paper_model: str, paper: dict) -> str:
+    """Why the paper's rows are compared with (Δ rows) or only stand beside this section's groups."""
+    if compared:
+        others = unique(gap for row in ours for gap in paper_gaps(row.first, table, paper))
+        return ("Δ vs paper: mean − the paper's number, under each group in the paper's setting (its model, the "
+                "real data, the whole test sets, its schedule)" + (f"; other groups differ: {'; '.join(others)}"
+                                                                    if others else "") + ".")
+    basic = unique(g for row in ours for g in basic_gaps(row.first, table, paper))
+    reasons = basic or unique(g for row in ours for g in detail_gaps(row.first, table, paper))
+    return (f"The paper's rows ({MODEL_NAMES[paper_model]}) are a reference, not a comparison: "
+            f"not the paper's setting ({'; '.join(reasons)}).")
+
+
+def finish_section(table: str, model: str, task: str, ours: list[Row], shown: list[str], paper: dict,
+                   paper_grid: bool) -> Section:
+    """The section's groups in the paper's order, each followed by its Δ row where it is in the paper's setting,
+    then the paper's rows for the methods shown (all of them with paper_grid)."""
+    label_settings(ours, shown)
+    ours.sort(key=row_order)
+    paper_model = model if model in paper.get(table, {}) else REFERENCE_MODEL
+    paper_rows = {(p["method"], p.get("params") or ""): p["scores"]
+                  for p in paper.get(table, {}).get(paper_model, [])}
+    matched = [row for row in ours if (row.method, row.params) in paper_rows and row.first.modules in PAPER_PLACEMENTS]
+    rows, compared = [], False
+    for row in ours:
+        rows.append(row)
+        if any(row is m for m in matched) and not paper_gaps(row.first, table, paper):
+            rows.append(delta_row(row, paper_rows[(row.method, row.params)]))
+            compared = True
+    shown_paper = [key for key in paper_rows if paper_grid or key in {(r.method, r.params) for r in matched}]
+    source = f"paper ({MODEL_NAMES[paper_model]})"
+    rows += sorted((Row(PAPER, method, params, values=paper_rows[(method, params)], setting=source)
+                    for method, params in shown_paper), key=row_order)
+    note = section_note(table, ours, compared, paper_model, paper) if shown_paper else ""
+    return Section(f"{model}, task {task}", note, rows)
+
+
+def make_table(name: str, runs: list[Run], columns: list, label_keys: list, paper: dict, paper_grid: bool,
+               extra_key=()) -> tuple[Table, list[Repeat]]:
+    sections, repeats = {}, []
+    for model, task in sorted({(r.model, r.task) for r in runs}):
+        rows, found = group_rows([r for r in runs if (r.model, r.task) == (model, task)], extra_key)
+        sections[(model, task)] = rows
+        repeats += found
+    ours = [row for rows in sections.values() for row in rows]
+    # label columns: always Table 5's placement and Table 12's batch and hardware, else when the runs differ
+    forced = {"table5": ["modules"], "table12": ["batch", "hardware"]}.get(name, [])
+    shown = [k for k in label_keys + ["loss_on"] if k in forced or varying(ours, [k])]
+    return Table(name, TITLES[name], columns,
+                 [finish_section(name, model, task, rows, shown, paper, paper_grid)
+                  for (model, task), rows in sections.items()], shown), repeats
+
+
+def build_tables(runs: list[Run], paper: dict | None = None, paper_grid: bool = False) -> tuple[list[Table], list]:
+    """The tables the runs fill, and the repeated seeds left out of them."""
     paper = load_paper_numbers() if paper is None else paper
-    tables = []
     by_table: dict[str, list[Run]] = {}
     for run in runs:
         if run.scores and (name := task_table(run)):
             by_table.setdefault(name, []).append(run)
-    for name in TASK_TABLES:
-        if name in by_table:
-            sections = model_sections(by_table[name], paper, name)
-            tables.append(Table(name, TITLES[name], COLUMNS[name], sections, ["modules", "lr", "batch", "scoring"]))
+    specs = [(name, by_table[name], COLUMNS[name], ["modules", "lr", "batch", "scoring"], ())
+             for name in TASK_TABLES if name in by_table]
     commonsense = by_table.get("table1", [])
-    average = [("average", "Avg.")]
     if any(r.method == "hira_rand" for r in commonsense):
         chosen = [r for r in commonsense if r.method in ("hira", "hira_rand") and r.modules == "FC+QKV"]
-        sections = model_sections(chosen, paper, "table4")
-        tables.append(Table("table4", TITLES["table4"], COLUMNS["table1"], sections, ["modules", "lr"]))
+        specs.append(("table4", chosen, COLUMNS["table1"], ["modules", "lr"], ()))
     hira = [r for r in commonsense if r.method == "hira"]
     if len({r.modules for r in hira}) > 1:
-        sections = model_sections(hira, paper, "table5")
-        tables.append(Table("table5", TITLES["table5"], COLUMNS["table1"], sections, ["modules"]))
+        specs.append(("table5", hira, COLUMNS["table1"], ["modules"], ()))
     if any(r.method == "hilora" for r in commonsense):
-        sections = model_sections([r for r in commonsense if r.method == "hilora"], paper, "table6")
-        tables.append(Table("table6", TITLES["table6"], average, sections, ["modules", "lr"]))
+        specs.append(("table6", [r for r in commonsense if r.method == "hilora"], [("average", "Avg.")],
+                      ["modules", "lr"], ()))
     timed = [r for r in runs if r.train_time_s is not None]
     if timed:
-        sections = model_sections(timed, paper, "table12", extra_key=("hardware",))
-        tables.append(Table("table12", TITLES["table12"], COLUMNS["table12"], sections,
-                            ["modules", "lr", "batch", "hardware"]))
-    for table in tables:  # label columns: always for Table 5's placement and Table 12's batch, else when varying
-        rows = [row for _, section in table.sections for row in section]
-        forced = {"table5": ["modules"], "table12": ["batch", "hardware"]}.get(table.name, [])
-        keys = table.label_keys + ["loss_on"]  # any table whose runs were trained both ways shows which is which
-        table.label_keys = [k for k in keys if k in forced or k in varying(rows, [k])]
-    return tables
+        specs.append(("table12", timed, COLUMNS["table12"], ["modules", "lr", "batch", "hardware"], ("hardware",)))
+    tables, repeats = [], []
+    for name, chosen, columns, label_keys, extra_key in specs:
+        table, found = make_table(name, chosen, columns, label_keys, paper, paper_grid, extra_key)
+        tables.append(table)
+        repeats += found
+    return tables, list({r.used.path: r for r in repeats}.values())  # a run can sit in two tables
 
 
 # --- cells ------------------------------------------------------------------------------------------------
@@ -198,90 +389,90 @@ def fmt_value(key: str, value: float, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
-def run_value(run: Run, key: str):
-    if key in ("peak_memory_gb", "train_time_s"):
-        return getattr(run, key)
-    return run.scores.get(key)
+def cell(row: Row, key: str) -> str:
+    """OURS: "mean ± std" (one seed: the value); PAPER: the paper's number; DELTA: the signed difference."""
+    if row.kind == OURS:
+        mean, std = cell_stats(row, key)
+        if mean is None:
+            return MISSING
+        return fmt_value(key, mean) + ("" if std is None else f" ± {fmt_value(key, std)}")
+    value = row.values.get(key)
+    return MISSING if value is None else fmt_value(key, value, signed=row.kind == DELTA)
 
 
-def cell_stats(row: Row, key: str) -> tuple[float | None, float | None]:
-    """(mean, sample std) over the row's seeds that have the column; std is None for a single seed."""
-    values = [v for r in row.runs if (v := run_value(r, key)) is not None]
-    if not values:
-        return None, None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+def label_cells(row: Row, label_keys: list) -> list[str]:
+    """method, r, the label columns, setting, n. Scoring-only runs have no lr or batch ("—"); the paper's and
+    the Δ rows leave the label columns and n empty."""
+    if row.kind == OURS:
+        values = [getattr(row.first, k) for k in label_keys]
+        labels = [MISSING if v is None else str(v) for v in values]
+        n = str(len(row.runs))
+    else:
+        labels, n = [""] * len(label_keys), ""
+    return [row.method, row.params or MISSING, *labels, row.setting, n]
 
 
-def cell_parts(row: Row, key: str) -> tuple[str, str | None]:
-    """("mean ± std" or "—", "paper P, Δ D" or None)."""
-    mean, std = cell_stats(row, key)
-    ours = MISSING if mean is None else fmt_value(key, mean) + ("" if std is None else f" ± {fmt_value(key, std)}")
-    if key not in row.paper:
-        return ours, None
-    paper = row.paper[key]
-    beside = f"paper {fmt_value(key, paper)}"
-    if mean is not None:
-        beside += f", Δ {fmt_value(key, mean - paper, signed=True)}"
-    return ours, beside
+def headers(table: Table) -> list[str]:
+    return ["method", "r", *(LABELS[k] for k in table.label_keys), "setting", "n", *(h for _, h in table.columns)]
+
+
+def row_cells(table: Table, row: Row) -> list[str]:
+    return label_cells(row, table.label_keys) + [cell(row, key) for key, _ in table.columns]
 
 
 # --- rendering --------------------------------------------------------------------------------------------
 
-def label_cells(row: Row, label_keys: list) -> list[str]:
-    run = row.first
-    values = [getattr(run, k) if run else None for k in label_keys]  # scoring-only runs have no lr or batch
-    return [row.method, row.params or MISSING, *(MISSING if v is None else str(v) for v in values), str(len(row.runs))]
-
-
 def to_markdown(table: Table) -> str:
-    headers = ["method", "r", *(LABELS[k] for k in table.label_keys), "n", *(h for _, h in table.columns)]
+    names = headers(table)
     lines = [f"### {table.title}", ""]
-    for heading, rows in table.sections:
-        lines += [f"**{heading}**", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        for row in rows:
-            cells = []
-            for key, _ in table.columns:
-                ours, beside = cell_parts(row, key)
-                cells.append(ours + (f" ({beside})" if beside else ""))
-            lines.append("| " + " | ".join(label_cells(row, table.label_keys) + cells) + " |")
+    for section in table.sections:
+        lines += [f"**{section.heading}**", ""] + ([f"_{section.note}_", ""] if section.note else [])
+        lines += ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+        for row in section.rows:
+            lines.append("| " + " | ".join(c.replace("|", r"\|") for c in row_cells(table, row)) + " |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
+TEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%", "#": r"\#",
+       "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
+       "⊙": r"$\odot$", "−": "$-$", MISSING: "---"}
+
+
 def tex_escape(text: str) -> str:
-    return (text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-            .replace("#", r"\#").replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("⊙", r"$\odot$")
-            .replace(MISSING, "--"))
+    """Text as plain pdfLaTeX typesets it (ASCII out: the LaTeX specials escaped, the few symbols the tables use
+    in math mode)."""
+    return "".join(TEX.get(c, c) for c in text)
 
 
 def to_latex(table: Table) -> str:
-    headers = ["Method", "r", *(LABELS[k] for k in table.label_keys), "n", *(h for _, h in table.columns)]
-    n_labels = len(headers) - len(table.columns)
+    """The same rows as to_markdown, for a plain article with booktabs; each section's note below the tabular."""
+    names = headers(table)
+    n_labels = len(names) - len(table.columns)
     lines = [r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{tex_escape(table.title)}}}",
              rf"\begin{{tabular}}{{{'l' * n_labels}{'c' * len(table.columns)}}}", r"\toprule",
-             " & ".join(tex_escape(h) for h in headers) + r" \\"]
-    for heading, rows in table.sections:
-        lines += [r"\midrule", rf"\multicolumn{{{len(headers)}}}{{l}}{{\textit{{{tex_escape(heading)}}}}} \\"]
-        for row in rows:
-            cells = []
-            for key, _ in table.columns:
-                ours, beside = cell_parts(row, key)
-                cells.append(tex_escape(ours) + (rf" {{\scriptsize ({tex_escape(beside)})}}" if beside else ""))
-            lines.append(" & ".join([tex_escape(c) for c in label_cells(row, table.label_keys)] + cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+             " & ".join(tex_escape(h) for h in names) + r" \\"]
+    for section in table.sections:
+        lines += [r"\midrule", rf"\multicolumn{{{len(names)}}}{{l}}{{\textit{{{tex_escape(section.heading)}}}}} \\"]
+        lines += [" & ".join(tex_escape(c) for c in row_cells(table, row)) + r" \\" for row in section.rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\smallskip{{\footnotesize\textit{{{tex_escape(s.heading)}}}: {tex_escape(s.note)}}}"
+              for s in table.sections if s.note]
+    lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
 # --- Figure 6 and the entry point -------------------------------------------------------------------------
 
 def plot_rank_sweep(runs: list[Run], out_file: Path) -> Path | None:
-    """Figure 6: HiRA's average accuracy against r (mean ± std over seeds), one curve per task and model."""
+    """Figure 6: HiRA's average accuracy against r (mean ± std over seeds), one curve per setting other than r."""
     hira = [r for r in runs if r.method == "hira" and r.params.startswith("r") and "average" in r.scores
             and task_table(r) == "table1"]
     curves: dict[tuple, dict[int, list[float]]] = {}
-    for run in hira:
-        curves.setdefault((run.task, run.model, run.modules), {}).setdefault(
-            _rank_numbers(run.params)[0], []).append(run.scores["average"])
+    for row in group_rows(hira)[0]:
+        run = row.first
+        key = tuple((k, v) for k, v in sorted(run.settings.items()) if k != "method.params.r")
+        curves.setdefault(key, {})[_rank_numbers(run.params)[0]] = [r.scores["average"] for r in row.runs]
     curves = {k: v for k, v in curves.items() if len(v) > 1}
     if not curves:
         return None
@@ -291,11 +482,13 @@ def plot_rank_sweep(runs: list[Run], out_file: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for (task, model, modules), points in sorted(curves.items()):
+    for i, (key, points) in enumerate(sorted(curves.items())):
+        settings = dict(key)
         ranks = sorted(points)
         means = [statistics.mean(points[r]) for r in ranks]
         stds = [statistics.stdev(points[r]) if len(points[r]) > 1 else 0.0 for r in ranks]
-        ax.errorbar(ranks, means, yerr=stds, marker="o", capsize=3, label=f"{model} {task} {modules}")
+        label = f"{settings.get('model.name')} {settings.get('task.name')}" + (f" ({i + 1})" if len(curves) > 1 else "")
+        ax.errorbar(ranks, means, yerr=stds, marker="o", capsize=3, label=label)
     ax.set_xlabel("rank r")
     ax.set_ylabel("average accuracy (%)")
     ax.set_title("Figure 6: HiRA rank sweep")
@@ -306,20 +499,48 @@ def plot_rank_sweep(runs: list[Run], out_file: Path) -> Path | None:
     return out_file
 
 
-def make_tables(root: Path, out_dir: Path | None = None) -> tuple[str, list[Path]]:
-    """Collect the runs under root, write tables.md / tables.tex (and Figure 6 when there is a rank sweep)
-    into out_dir (default: root); returns the Markdown text and the files written."""
+def left_out_lines(repeats: list[Repeat], skipped: list[Skipped]) -> list[str]:
+    """One line per repeated seed, then one per folder that is not a finished run."""
+    return [f"repeated: {r.line()}" for r in repeats] + [f"skipped {s.path}: {s.reason}" for s in skipped]
+
+
+@dataclass
+class Report:
+    tables: str          # the tables in Markdown
+    left_out: list       # left_out_lines
+    written: list        # the files written
+
+    @property
+    def markdown(self) -> str:
+        """tables.md: the tables, then what was left out of them."""
+        return self.tables + ("\n## Left out\n\n" + "".join(f"- {line}\n" for line in self.left_out)
+                              if self.left_out else "")
+
+    def console(self) -> str:
+        """What hira-make-tables prints: the tables, the files written, then one line per run or folder left out."""
+        return "\n".join([self.tables, "wrote " + ", ".join(str(p) for p in self.written), *self.left_out])
+
+
+def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = False, strict: bool = False) -> Report:
+    """Collect the runs under root, write tables.md / tables.tex (and Figure 6 when there is a rank sweep) into
+    out_dir (default: root). strict: any folder that is not a finished run is an error (nothing is written)."""
     root = Path(root)
-    runs = find_runs(root)
+    runs, skipped = find_runs(root)
+    if strict and skipped:
+        first = skipped[0]
+        raise UserError(f"--strict: {len(skipped)} folder(s) under {root} hold a config.yaml but are not finished "
+                        f"runs, e.g. {first.path}: {first.reason}")
+    tables, repeats = build_tables(runs, paper_grid=paper_grid)
+    if not tables:
+        text = f"no finished runs under {root} (a run needs config.yaml, metrics.jsonl and scores.json)\n"
+    else:
+        text = f"# Results from {len(runs)} runs under {root}\n\n" + "\n".join(to_markdown(t) for t in tables)
     out_dir = Path(out_dir or root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = build_tables(runs)
-    if not tables:
-        markdown = f"no finished runs under {root} (a run needs config.yaml, metrics.jsonl and scores.json)\n"
-    else:
-        markdown = f"# Results from {len(runs)} runs under {root}\n\n" + "\n".join(to_markdown(t) for t in tables)
-    written = [out_dir / "tables.md", out_dir / "tables.tex"]
-    written[0].write_text(markdown)
-    written[1].write_text("\n".join(to_latex(t) for t in tables))
+    report = Report(text, left_out_lines(repeats, skipped), [out_dir / "tables.md", out_dir / "tables.tex"])
+    report.written[0].write_text(report.markdown)
+    report.written[1].write_text("\n".join(to_latex(t) for t in tables))
     figure = plot_rank_sweep(runs, out_dir / "fig6_rank_sweep.png")
-    return markdown, written + ([figure] if figure else [])
+    if figure:
+        report.written.append(figure)
+    return report
