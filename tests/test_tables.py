@@ -69,6 +69,13 @@ def write_scores(folder, accuracy, n, subsets, mode="generate"):
     (folder / "scores.json").write_text(json.dumps({"step_10": entry, "best": {"checkpoint": "step_10", **entry}}))
 
 
+def drop_setting(folder, section, key):
+    """Remove a key from a run's config.yaml, as in a run made before the key existed."""
+    cfg = OmegaConf.load(folder / "config.yaml")
+    del cfg[section][key]
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+
+
 def age(folder, seconds):
     """Make the folder's result files `seconds` older (which of two runs of one seed is newer)."""
     for name in ("scores.json", "metrics.jsonl"):
@@ -302,9 +309,7 @@ def test_each_loss_on_is_its_own_row_and_older_runs_count_as_response(tmp_path):
     write_run(tmp_path / "lora_resp_1", PAPER_RUN + ["method=lora", "task.loss_on=response"], seed=1, accuracy=0.6,
               n=FULL)
     old = write_run(tmp_path / "lora_old_2", PAPER_RUN + ["method=lora"], seed=2, accuracy=0.7, n=FULL)
-    cfg = OmegaConf.load(old / "config.yaml")
-    del cfg.task["loss_on"]
-    (old / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    drop_setting(old, "task", "loss_on")
     assert make_tables(tmp_path).tables.count("| lora | r32 |  | 2 |") == 1  # pooled, and no "loss on" column
     write_run(tmp_path / "lora_full_1", PAPER_RUN + ["method=lora", "task.loss_on=full"], seed=1, accuracy=0.5, n=FULL)
     write_run(tmp_path / "hira_full_1", PAPER_RUN + ["task.loss_on=full"], seed=1, accuracy=0.4, n=FULL)
@@ -316,6 +321,13 @@ def test_each_loss_on_is_its_own_row_and_older_runs_count_as_response(tmp_path):
         ("hira", "response", "", "1", "80.00"), ("hira", "", "Δ vs paper", "", "+4.60"),
         ("hira", "full", "", "1", "40.00"), ("hira", "", "Δ vs paper", "", "-35.40"),
         ("lora", "", "paper (Llama-3-8B)", "", "70.80"), ("hira", "", "paper (Llama-3-8B)", "", "75.40")]
+
+
+def test_a_setting_an_older_run_lacks_is_named_unset(tmp_path):
+    write_run(tmp_path / "new", (), seed=1)
+    drop_setting(write_run(tmp_path / "old", (), seed=2), "train", "on_nonfinite")
+    rows = ours(table_sections(make_tables(tmp_path).markdown, TABLE1)["tiny, task synthetic"])
+    assert [(row["setting"], row["n"]) for row in rows] == [("on_nonfinite stop", "1"), ("on_nonfinite unset", "1")]
 
 
 # --- the README's mini sweep -----------------------------------------------------------------------------------

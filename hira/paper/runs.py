@@ -41,12 +41,14 @@ IGNORED_KEYS = (
     "train.log_steps",              # how often the training loss is logged
     "train.keep_last",              # how many old checkpoints are deleted (the best one is always kept)
     "train.eval_batch_size",        # how validation examples are batched: the same loss
-    "train.gradient_checkpointing", # recomputes activations in backward: the same gradients
+    "train.gradient_checkpointing", # recomputes activations: the same gradients (tests/test_gradient_checkpointing.py)
     "hardware",                     # placement: ranks x micro_batch_size x gradient accumulation always make
                                     # train.global_batch_size (kept), and ZeRO stages shard the same arithmetic
     "evaluate_after_training",      # whether the run scored itself; and eval_limit, how many questions it scored:
     "eval_limit",                   # the questions actually scored (from scores.json, "n q") replace both
     "method.lr", "method.demo_lr", "model.lr_key",  # where train.lr (kept, resolved) was taken from
+    "task.epochs",                  # where train.epochs (kept) was taken from
+    "model.cache_path",             # where model.path (kept: the folder loaded) points by default
     "method.fused", "method.fused_chunk_elems",     # HiRA's fused op computes the plain formula's numbers
     "model.hub_id",                 # a download name; model.path (kept) is what was loaded
 )
@@ -98,6 +100,11 @@ class Run:
     settings: dict = field(default_factory=dict)  # the fingerprint: dotted key -> value (see the module's doc)
     synthetic: bool = False                     # trained and tested on a synthetic stand-in task
     finished_at: float = 0.0                    # when its last result was written (the newest of a seed wins)
+
+    @property
+    def trained(self) -> bool:
+        """False for a scoring-only run of eval.py (a base model, a peft folder): no training settings."""
+        return any(key.startswith("train.") for key in self.settings)
 
     @property
     def group(self) -> tuple:

@@ -73,6 +73,9 @@ def table_format(table: str):
 
 # --- settings as the reader sees them ---------------------------------------------------------------------
 
+UNSET = "unset"  # a setting a run's config does not have (written before the key existed)
+
+
 def fmt_setting(value) -> str:
     if value is None:
         return "null"
@@ -87,7 +90,7 @@ def fmt_setting(value) -> str:
 
 def describe(key: str, value) -> str:
     """ "max_steps 2", "n q 2/subset", "task.data_dir data/synthetic_mini": one setting, as a label names it."""
-    if key == N_QUESTIONS:
+    if key == N_QUESTIONS and value != UNSET:
         counts = dict(value)
         if len(set(counts.values())) == 1:
             return f"n q {next(iter(counts.values()))}/subset"
@@ -100,19 +103,22 @@ ROW_KEYS = {"model.name", "task.name", "method.name", "method.params.r", "method
 COLUMN_KEYS = {"modules": "method.target_modules", "lr": "train.lr", "batch": "train.global_batch_size",
                "loss_on": "task.loss_on", "scoring": "eval.mode"}
 SCORING_KEYS = (N_QUESTIONS, "eval.mode", "eval.num_beams")  # how a run was scored: named last in a label
+TRAINING_KEYS = ("train.", "data.")  # settings only a training run has (a scoring-only run is not compared on them)
+
+
+def compared_on(key: str, row: Row, other: Row) -> bool:
+    """Whether two groups are compared on a setting: a method's own settings only within the method, training
+    settings only between training runs."""
+    if key.startswith("method.") and other.method != row.method:
+        return False
+    return not key.startswith(TRAINING_KEYS) or (row.first.trained and other.first.trained)
 
 
 def differing_keys(row: Row, rows: list[Row], hidden: set) -> list[str]:
-    """The settings in which `row`'s group differs from another group of its section that has the setting; a
-    method's own settings (method.*) only against groups of the same method."""
-    differing = []
-    for key, value in row.first.settings.items():
-        if key in hidden:
-            continue
-        peers = [r for r in rows if key in r.first.settings
-                 and (not key.startswith("method.") or r.method == row.method)]
-        if any(r.first.settings[key] != value for r in peers):
-            differing.append(key)
+    """The settings in which `row`'s group differs from another group of its section."""
+    keys = {key for r in rows for key in r.first.settings} - hidden
+    differing = [key for key in keys if any(compared_on(key, row, other) and other.first.settings.get(key, UNSET)
+                                            != row.first.settings.get(key, UNSET) for other in rows)]
     return sorted(differing, key=lambda k: (k in SCORING_KEYS, k))
 
 
@@ -120,7 +126,8 @@ def label_settings(rows: list[Row], shown: list[str]) -> None:
     """Each group's `setting`: the settings its section's groups differ in, with its own values."""
     hidden = ROW_KEYS | {COLUMN_KEYS[k] for k in shown if k in COLUMN_KEYS}
     for row in rows:
-        row.setting = ", ".join(describe(k, row.first.settings[k]) for k in differing_keys(row, rows, hidden))
+        row.setting = ", ".join(describe(key, row.first.settings.get(key, UNSET))
+                                for key in differing_keys(row, rows, hidden))
 
 
 # --- the paper's setting ----------------------------------------------------------------------------------
@@ -151,7 +158,7 @@ def detail_gaps(run: Run, table: str, paper: dict) -> list[str]:
     scored = dict(run.settings.get(N_QUESTIONS, ()))
     if any(scored.get(s) != setting["test_questions"].get(s) for s in fmt.subsets):
         gaps.append(f"not the whole test sets ({describe(N_QUESTIONS, scored.items()) if scored else 'none'})")
-    if not any(key.startswith("train.") for key in run.settings):
+    if not run.trained:
         return gaps + ["not trained (scoring only)"]
     schedule = {**setting["schedule"], "train.epochs": setting["epochs"][fmt.name],
                 "task.max_new_tokens": setting["max_new_tokens"][fmt.name]}
