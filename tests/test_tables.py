@@ -19,9 +19,10 @@ from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from hira.adapters import all_methods
 from hira.commands.make_tables import main as make_tables_main
 from hira.evaluation.external import scoring_run_config
-from hira.paper.tables import make_tables
+from hira.paper.tables import METHOD_ORDER, make_tables
 
 SUBSETS = ["boolq", "piqa", "siqa", "arc_c", "arc_e", "obqa", "hellaswag", "winogrande"]  # Table 1 order
 HEADERS = ["BoolQ", "PIQA", "SIQA", "ARC-c", "ARC-e", "OBQA", "HellaS", "WinoG"]
@@ -332,20 +333,16 @@ def test_a_setting_an_older_run_lacks_is_named_unset(tmp_path):
 
 # --- the README's mini sweep -----------------------------------------------------------------------------------
 
-MINI_METHODS = ["full", "prompt_tuning", "p_tuning", "lora", "dora", "vera", "mora", "rasa", "lora_dash", "hira_rand",
-                "hilora", "hira"]
-
-
 def test_mini_sweep_renders_one_row_per_method_with_three_seeds(tmp_path):
-    """Folders shaped like `python train.py -m +experiment=mini`'s 36 runs (configs composed from the sweep)."""
-    for i, (method, seed) in enumerate((m, s) for m in MINI_METHODS for s in (1, 2, 3)):
+    """Folders shaped like `python train.py -m +experiment=mini`'s runs: every method, seeds 1-3."""
+    methods = all_methods()
+    for i, (method, seed) in enumerate((m, s) for m in methods for s in (1, 2, 3)):
         write_run(tmp_path / f"{i}_{method}_tiny_s{seed}", ["+experiment=mini", f"method={method}"],
                   seed=seed, accuracy=0.30 + 0.01 * seed, n=10)
     markdown = make_tables(tmp_path).markdown
     rows = table_sections(markdown, TABLE1)["tiny, task synthetic"]
     ran = ours(rows)
-    assert [r["method"] for r in ran] == ["full", "prompt_tuning", "p_tuning", "lora", "dora", "vera", "mora", "rasa",
-                                          "lora_dash", "hira_rand", "hilora", "hira"]
+    assert [r["method"] for r in ran] == sorted(methods, key=METHOD_ORDER.index)  # one row each, the paper's order
     assert {r["n"] for r in ran} == {"3"} and {r["setting"] for r in ran} == {""}
     assert {r["Avg."] for r in ran} == {f"32.00 ± {statistics.stdev([31.0, 32.0, 33.0]):.2f}"}
     assert [(r["method"], r["r"]) for r in rows if r["setting"] == "paper (Llama-3-8B)"] == [
