@@ -11,7 +11,7 @@ from conftest import ROOT
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
-from hira.data import convai2, layout, metamath, prepare, synthetic
+from hira.data import layout, metamath_reader, parlai_reader, prepare, synthetic_world
 from hira.data.records import DataError
 from hira.data.tasks import load_task
 from hira.data.templates import alpaca_prompt
@@ -32,7 +32,7 @@ def task_cfg(name: str, **overrides):
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    return build_tokenizer(tokenizer_texts(synthetic.World.build()))
+    return build_tokenizer(tokenizer_texts(synthetic_world.World.build()))
 
 
 # --- commonsense --------------------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def test_load_task_accepts_llm_adapters_subset_names(tmp_path):
 # --- MetaMathQA and GSM8K -----------------------------------------------------------------------------------
 
 def test_metamath_records_keep_the_response_and_its_answer():
-    records = metamath.metamath_records(FIXTURES / "metamath" / "MetaMathQA-395K.json")
+    records = metamath_reader.metamath_records(FIXTURES / "metamath" / "MetaMathQA-395K.json")
     source = json.loads((FIXTURES / "metamath" / "MetaMathQA-395K.json").read_text())
     assert [r["instruction"] for r in records] == [s["query"] for s in source]
     assert [r["output"] for r in records] == [s["response"] for s in source]
@@ -83,8 +83,8 @@ def test_metamath_records_keep_the_response_and_its_answer():
 
 
 def test_gsm8k_both_formats_give_the_same_questions_and_answers():
-    jsonl = metamath.gsm8k_records(FIXTURES / "gsm8k" / "test.jsonl")
-    llm_adapters = metamath.gsm8k_records(FIXTURES / "gsm8k" / "test.json")
+    jsonl = metamath_reader.gsm8k_records(FIXTURES / "gsm8k" / "test.jsonl")
+    llm_adapters = metamath_reader.gsm8k_records(FIXTURES / "gsm8k" / "test.json")
     assert [r["instruction"] for r in jsonl] == [r["instruction"] for r in llm_adapters]
     assert [r["answer"] for r in jsonl] == [r["answer"] for r in llm_adapters] == ["18", "3", "70000"]
     assert "<<" not in jsonl[2]["output"] and jsonl[2]["output"].endswith("\nThe answer is: 70000")
@@ -96,14 +96,14 @@ def test_malformed_records_name_file_and_index(tmp_path):
     bad = tmp_path / "MetaMathQA.json"
     bad.write_text(json.dumps([{"query": "q", "response": "The answer is: 1"}, {"query": "q", "type": "x"}]))
     with pytest.raises(DataError, match=r"MetaMathQA.json: record 1 lacks key\(s\) response"):
-        metamath.metamath_records(bad)
+        metamath_reader.metamath_records(bad)
     bad.write_text('[{"query": "q",\n "response": }]')
     with pytest.raises(DataError, match="MetaMathQA.json: invalid JSON at line 2"):
-        metamath.metamath_records(bad)
+        metamath_reader.metamath_records(bad)
     bad = tmp_path / "test.jsonl"
     bad.write_text('{"question": "q", "answer": "1\\n#### 1"}\n{"question": "q", "answer": "no final line"}\n')
     with pytest.raises(DataError, match="test.jsonl: line 2 has no '#### <number>'"):
-        metamath.gsm8k_records(bad)
+        metamath_reader.gsm8k_records(bad)
     bad = tmp_path / "train.json"
     bad.write_text(json.dumps([{"instruction": "i", "input": "", "output": "o", "answer": "a"}, {"instruction": "i"}]))
     with pytest.raises(DataError, match=r"train.json: record 1 lacks key\(s\) input, output, answer"):
@@ -132,15 +132,15 @@ def test_empty_dataset_is_an_error(tmp_path):
 # --- ConvAI2 ------------------------------------------------------------------------------------------------
 
 def test_convai2_counts_dialogues_and_utterances():
-    train = convai2.parse_self_original(FIXTURES / "convai2" / "train_self_original.txt")
-    valid = convai2.parse_self_original(FIXTURES / "convai2" / "valid_self_original.txt")
+    train = parlai_reader.parse_self_original(FIXTURES / "convai2" / "train_self_original.txt")
+    valid = parlai_reader.parse_self_original(FIXTURES / "convai2" / "valid_self_original.txt")
     assert [len(d.turns) for d in train] == [4, 3, 4] and [len(d.turns) for d in valid] == [3, 4]
     assert train[1].persona == ["my mom is my best friend.", "i have four sisters.",
                                 "i believe that mermaids are real.", "i love iced tea."]
 
 
 def test_convai2_examples_show_persona_and_history():
-    records = convai2.dialogue_records(convai2.parse_self_original(FIXTURES / "convai2" / "train_self_original.txt"))
+    records = parlai_reader.dialogue_records(parlai_reader.parse_self_original(FIXTURES / "convai2" / "train_self_original.txt"))
     assert len(records) == 11
     third = records[2]
     assert "Persona:\ni like to remodel homes.\ni like to go hunting." in third["instruction"]
@@ -157,14 +157,14 @@ def test_convai2_self_persona_only_and_silence_dropped(tmp_path):
     path = tmp_path / "valid_both_original.txt"
     path.write_text("1 your persona: i like tea.\n2 partner's persona: i like coffee.\n"
                     "3 __SILENCE__\thello !\n4 hi there .\tdo you like tea ?\n")
-    [d] = convai2.parse_self_original(path)
+    [d] = parlai_reader.parse_self_original(path)
     assert d.persona == ["i like tea."]
-    first, second = convai2.dialogue_records([d])
+    first, second = parlai_reader.dialogue_records([d])
     assert first["input"] == "" and "coffee" not in first["instruction"]
     assert second["input"] == "You: hello !\nPartner: hi there ."
     path.write_text("1 your persona: i like tea.\n2 hello without a response\n")
     with pytest.raises(DataError, match="valid_both_original.txt: line 2 is neither a persona line nor"):
-        convai2.parse_self_original(path)
+        parlai_reader.parse_self_original(path)
 
 
 @pytest.mark.slow
@@ -228,11 +228,11 @@ def test_synthetic_stand_ins_use_the_real_formats(tmp_path, tiny_tokenizer, name
     data = load_task(cfg)
     tests = data.tests[subset]
     if subset == "gsm8k":  # written as MetaMathQA json + openai jsonl, read back by the real converters
-        assert len(metamath.metamath_records(tmp_path / "raw" / "MetaMathQA-synthetic.json")) == 30
+        assert len(metamath_reader.metamath_records(tmp_path / "raw" / "MetaMathQA-synthetic.json")) == 30
         assert len(tests) == 6 and not {r["instruction"] for r in tests} & {r["instruction"] for r in data.train}
         assert all(is_correct("gsm8k", extract_answer("gsm8k", r["output"]), r["answer"]) for r in tests)
     else:
-        dialogues = convai2.parse_self_original(tmp_path / "raw" / "valid_self_original.txt")
+        dialogues = parlai_reader.parse_self_original(tmp_path / "raw" / "valid_self_original.txt")
         assert len(dialogues) == 6 and len(tests) == sum(len(d.turns) for d in dialogues)
     for rec in data.train + tests:  # the tiny model's tokenizer knows every word
         ids = tiny_tokenizer(alpaca_prompt(rec["instruction"], rec["input"]) + rec["output"])["input_ids"]
@@ -264,10 +264,10 @@ def test_demo_test_questions_ask_facts_the_pretraining_corpus_states():
     are answered with that fact's word or a label drawn at random, never with a label chosen to be right."""
     syn = task_cfg("synthetic").synthetic
     assert syn.test_per_subset >= 50
-    world = synthetic.World.build()
+    world = synthetic_world.World.build()
     rng = random.Random(syn.seed)
-    tests = {s: [synthetic.quiz_example(s, world, rng) for _ in range(syn.test_per_subset)] for s in synthetic.SUBSETS}
-    corpus = " ".join(synthetic.pretraining_sentences(world))
+    tests = {s: [synthetic_world.quiz_example(s, world, rng) for _ in range(syn.test_per_subset)] for s in synthetic_world.SUBSETS}
+    corpus = " ".join(synthetic_world.pretraining_sentences(world))
     for subset, examples in tests.items():
         for ex, fact in examples:
             assert ex["output"] == f"the correct answer is {ex['answer']}"
@@ -275,13 +275,13 @@ def test_demo_test_questions_ask_facts_the_pretraining_corpus_states():
                 assert any(f"the {fact} is {v} ." in corpus or f"the {fact} lives in the {v} ." in corpus
                            or f"the {fact} eats {v} ." in corpus for v in re.findall(r"[a-z]+", ex["instruction"]))
             else:
-                animal = next(a for a in synthetic.ANIMALS if a in re.findall(r"[a-z]+", ex["instruction"]))
+                animal = next(a for a in synthetic_world.ANIMALS if a in re.findall(r"[a-z]+", ex["instruction"]))
                 assert fact in world.facts[animal].values()
                 assert any(f"the {animal} {verb} {fact} ." in corpus for verb in ("is", "lives in the", "eats"))
-    quiz = [d for d in synthetic.pretraining_corpus(world, n_docs=10, n_quiz_docs=200, seed=0) if "### Response:" in d]
+    quiz = [d for d in synthetic_world.pretraining_corpus(world, n_docs=10, n_quiz_docs=200, seed=0) if "### Response:" in d]
     assert len(quiz) == 200
     answers = [d.rsplit("the correct answer is ", 1)[1] for d in quiz]
-    facts = {w for f in world.facts.values() for w in f.values()} | set(synthetic.ANIMALS)
+    facts = {w for f in world.facts.values() for w in f.values()} | set(synthetic_world.ANIMALS)
     labelled = [a for a in answers if a not in facts]
     assert 0 < len(labelled) < len(answers) and all(a in d.rsplit("Answer format: ", 1)[1] for a, d in
                                                          zip(answers, quiz) if a in labelled)
@@ -289,7 +289,7 @@ def test_demo_test_questions_ask_facts_the_pretraining_corpus_states():
 
 def test_demo_splits_hold_out_distinct_test_questions():
     syn = task_cfg("synthetic").synthetic
-    train, tests = synthetic.make_splits(syn.train_per_subset, syn.test_per_subset, seed=syn.seed)
+    train, tests = synthetic_world.make_splits(syn.train_per_subset, syn.test_per_subset, seed=syn.seed)
     held_out = {ex["instruction"] for records in tests.values() for ex in records}
     assert all(len({ex["instruction"] for ex in records}) == syn.test_per_subset for records in tests.values())
     assert not held_out & {ex["instruction"] for ex in train} and len(train) == 8 * syn.train_per_subset
@@ -301,9 +301,9 @@ def test_every_demo_subset_draws_from_far_more_questions_than_its_test_set():
     obqa shared one generator (23 distinct training questions): fine-tuning memorized them instead of learning to
     answer. Each subset's draws of the training size now hold well over 150 questions beyond its test set."""
     syn = task_cfg("synthetic").synthetic
-    world, rng = synthetic.World.build(), random.Random(syn.seed)
-    questions = {subset: {synthetic.make_example(subset, world, rng)["instruction"] for _ in range(syn.train_per_subset)}
-                 for subset in synthetic.SUBSETS}
+    world, rng = synthetic_world.World.build(), random.Random(syn.seed)
+    questions = {subset: {synthetic_world.make_example(subset, world, rng)["instruction"] for _ in range(syn.train_per_subset)}
+                 for subset in synthetic_world.SUBSETS}
     assert {s: len(q) for s, q in questions.items() if len(q) < syn.test_per_subset + 150} == {}
     assert not questions["arc_e"] & questions["obqa"]
 
@@ -327,4 +327,4 @@ def test_synthetic_files_are_written_once_per_world_version_and_settings(tmp_pat
 
 def test_the_tiny_base_cache_path_names_the_world_version():
     """A base pretrained on another world's facts must not be reused: the cache folder changes with the world."""
-    assert OmegaConf.load(ROOT / "configs" / "model" / "tiny.yaml").cache_path.endswith(f"-v{synthetic.WORLD_VERSION}")
+    assert OmegaConf.load(ROOT / "configs" / "model" / "tiny.yaml").cache_path.endswith(f"-v{synthetic_world.WORLD_VERSION}")

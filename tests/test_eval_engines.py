@@ -14,9 +14,9 @@ import torch
 from conftest import ROOT, smollm2_config
 from omegaconf import OmegaConf
 
-from hira.data.convai2 import dialogue_records, parse_self_original
-from hira.data.synthetic import make_splits
-from hira.data.synthetic_tasks import math_problem
+from hira.data.parlai_reader import dialogue_records, parse_self_original
+from hira.data.synthetic_world import make_splits
+from hira.data.synthetic_math_dialogue import math_problem
 from hira.errors import UserError
 from hira.evaluation.answers import answer_completion, offered_labels
 from hira.evaluation.evaluator import eval_settings, score_by_loglik

@@ -115,10 +115,10 @@ def test_format_is_documented_and_tabled(name):
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    from hira.data import synthetic
+    from hira.data import synthetic_world
     from hira.models import tiny
 
-    return tiny.build_tokenizer(tiny.tokenizer_texts(synthetic.World.build()))
+    return tiny.build_tokenizer(tiny.tokenizer_texts(synthetic_world.World.build()))
 
 
 def written_texts(folder) -> list[str]:
@@ -134,7 +134,8 @@ def written_texts(folder) -> list[str]:
 def test_the_tiny_tokenizer_knows_every_word_of_the_synthetic_stand_in(name, tiny_tokenizer, tmp_path):
     """A stand-in whose words the tiny base never saw would train on <unk>: its words go into
     hira/models/tiny.py's tokenizer_texts (and WORLD_VERSION moves, so cached tiny models are rebuilt)."""
-    task = next(task for task in task_configs() if task.get("format", formats.UNNAMED) == name and task.get("synthetic"))
+    task = next(task for task in task_configs()
+                if task.get("format", formats.UNNAMED) == name and task.get("synthetic"))
     small = {key: min(value, 20) if "size" in key or "per_subset" in key else value
              for key, value in task["synthetic"].items()}
     formats.FORMATS[name].write_synthetic(tmp_path, OmegaConf.create(small))

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from hira.data.formats import FORMATS, UNNAMED, TaskFormat, get_format
 from hira.data.layout import split_train_val
 from hira.data.records import load_records
-from hira.data.synthetic import WORLD_VERSION
+from hira.data.synthetic_world import WORLD_VERSION
 from hira.files import read_json, write_json_atomic
 
 SYNTHETIC_STAMP = "synthetic.json"  # which world version and task.synthetic settings wrote a stand-in folder

@@ -17,7 +17,7 @@ import torch
 from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from hira.data import synthetic, synthetic_tasks
+from hira.data import synthetic_math_dialogue, synthetic_world
 from hira.data.templates import NO_INPUT, WITH_INPUT
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,12 @@ def build_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
                                    unk_token="<unk>")
 
 
-def tokenizer_texts(world: synthetic.World) -> list[str]:
+def tokenizer_texts(world: synthetic_world.World) -> list[str]:
     """Every word the tokenizer must know: the corpus, the prompt templates and all task phrasings."""
     rng = random.Random(0)
-    questions = [synthetic.make_example(s, world, rng) for s in synthetic.SUBSETS for _ in range(300)]
-    return (synthetic.pretraining_sentences(world) + [NO_INPUT, WITH_INPUT]
-            + [q["instruction"] + " " + q["output"] for q in questions] + synthetic_tasks.vocabulary_texts())
+    questions = [synthetic_world.make_example(s, world, rng) for s in synthetic_world.SUBSETS for _ in range(300)]
+    return (synthetic_world.pretraining_sentences(world) + [NO_INPUT, WITH_INPUT]
+            + [q["instruction"] + " " + q["output"] for q in questions] + synthetic_math_dialogue.vocabulary_texts())
 
 
 def pack(tokenizer, corpus: list[str], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +84,7 @@ def build_tiny_model(path: Path, cfg) -> None:
     """Build tokenizer + pretrained tiny Llama into `path` (written to a temp dir, then moved into place)."""
     path = Path(path)
     torch.manual_seed(cfg.seed)
-    world = synthetic.World.build()
+    world = synthetic_world.World.build()
     tokenizer = build_tokenizer(tokenizer_texts(world))
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
                          num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
@@ -92,8 +92,10 @@ def build_tiny_model(path: Path, cfg) -> None:
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
-    corpus = synthetic.pretraining_corpus(world, n_docs=cfg.pretrain.fact_docs, n_quiz_docs=cfg.pretrain.quiz_docs, seed=cfg.seed)
-    corpus += synthetic_tasks.pretraining_docs(n_docs=400, seed=cfg.seed)  # what the math/dialogue stand-ins build on
+    corpus = synthetic_world.pretraining_corpus(world, n_docs=cfg.pretrain.fact_docs,
+                                                n_quiz_docs=cfg.pretrain.quiz_docs, seed=cfg.seed)
+    # what the math/dialogue stand-ins build on
+    corpus += synthetic_math_dialogue.pretraining_docs(n_docs=400, seed=cfg.seed)
     pretrain(model, tokenizer, corpus, cfg.pretrain.steps, cfg.pretrain.batch_size, cfg.pretrain.seq_len,
              cfg.pretrain.lr, cfg.seed)
     tmp = path.with_name(path.name + ".tmp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hira.data import layout, synthetic
+from hira.data import layout, synthetic_world
 from hira.data.formats.base import Preparer, TaskFormat
 from hira.data.records import DataError, load_records
 from hira.files import write_json_atomic
@@ -72,7 +72,7 @@ def prepare_commonsense(srcs: list, dest: Path, val_size: int = 120, seed: int =
 
 
 def write_synthetic(data_dir: Path, syn) -> None:
-    train, tests = synthetic.make_splits(syn.train_per_subset, syn.test_per_subset, seed=syn.seed)
+    train, tests = synthetic_world.make_splits(syn.train_per_subset, syn.test_per_subset, seed=syn.seed)
     for subset, records in tests.items():
         write_json_atomic(layout.test_file(data_dir, subset, FOLDERS), records)
     write_json_atomic(Path(data_dir) / TRAIN_FILE, train)

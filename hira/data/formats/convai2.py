@@ -1,11 +1,11 @@
 """ConvAI2, self-persona (the paper's Table 2): persona + dialogue history -> the next response, scored by the
-dialogue metrics. hira/data/convai2.py parses ParlAI's self_original files."""
+dialogue metrics. hira/data/parlai_reader.py parses ParlAI's self_original files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hira.data import convai2, layout, synthetic_tasks
+from hira.data import layout, parlai_reader, synthetic_math_dialogue
 from hira.data.formats.base import Preparer, TaskFormat
 from hira.files import write_json_atomic
 
@@ -24,9 +24,9 @@ def test_path(out_dir: Path) -> Path:
 def prepare_convai2(srcs: list, dest: Path) -> list[str]:
     src, lines = layout.single(srcs, "convai2"), []
     for split, out in (("train", Path(dest) / TRAIN_FILE), ("test", test_path(dest))):
-        path = convai2.split_file(src, split)
-        dialogues = convai2.parse_self_original(path)
-        records = convai2.dialogue_records(dialogues)
+        path = parlai_reader.split_file(src, split)
+        dialogues = parlai_reader.parse_self_original(path)
+        records = parlai_reader.dialogue_records(dialogues)
         write_json_atomic(out, records)
         lines.append(f"{split} ({path.name}): {layout.count(len(dialogues), 'dialogues')}, "
                      f"{layout.count(len(records), 'utterances')}")
@@ -34,7 +34,8 @@ def prepare_convai2(srcs: list, dest: Path) -> list[str]:
 
 
 def write_synthetic(data_dir: Path, syn) -> None:
-    raw = synthetic_tasks.write_dialogue_sources(Path(data_dir) / "raw", syn.train_size, syn.test_size, syn.seed)
+    raw = synthetic_math_dialogue.write_dialogue_sources(Path(data_dir) / "raw", syn.train_size, syn.test_size,
+                                                         syn.seed)
     prepare_convai2([raw], data_dir)
 
 

@@ -2,14 +2,14 @@
 
 The one format with two names: the format is `gsm8k` (task.format, after its test set and score) while its
 training data, task configs and data folder are named after MetaMathQA (task=metamath, data/metamath,
-`prepare_data.py metamath`); hira/data/metamath.py parses both downloads.
+`prepare_data.py metamath`); hira/data/metamath_reader.py parses both downloads.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hira.data import layout, metamath, synthetic_tasks
+from hira.data import layout, metamath_reader, synthetic_math_dialogue
 from hira.data.formats.base import Preparer, TaskFormat
 from hira.files import write_json_atomic
 
@@ -24,20 +24,20 @@ def test_path(out_dir: Path) -> Path:
 
 
 def prepare_metamath(srcs: list, dest: Path) -> list[str]:
-    records = metamath.metamath_records(layout.single(srcs, "metamath"))
+    records = metamath_reader.metamath_records(layout.single(srcs, "metamath"))
     write_json_atomic(Path(dest) / TRAIN_FILE, records)
     return [f"{TRAIN_FILE}: {layout.count(len(records), 'MetaMathQA training records')}"]
 
 
 def prepare_gsm8k(srcs: list, dest: Path) -> list[str]:
-    records = metamath.gsm8k_records(layout.single(srcs, "gsm8k"))
+    records = metamath_reader.gsm8k_records(layout.single(srcs, "gsm8k"))
     write_json_atomic(test_path(dest), records)
     return [f"gsm8k/test.json: {layout.count(len(records), 'test records')}"]
 
 
 def write_synthetic(data_dir: Path, syn) -> None:
     data_dir = Path(data_dir)
-    train, test = synthetic_tasks.write_math_sources(data_dir / "raw", syn.train_size, syn.test_size, syn.seed)
+    train, test = synthetic_math_dialogue.write_math_sources(data_dir / "raw", syn.train_size, syn.test_size, syn.seed)
     prepare_gsm8k([test], data_dir)
     prepare_metamath([train], data_dir)  # the training file last: its presence marks a finished write
 

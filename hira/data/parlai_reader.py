@@ -1,4 +1,5 @@
-"""ConvAI2 in ParlAI's self_original text format -> (persona + history -> response) records.
+"""ConvAI2 in ParlAI's self_original text format -> (persona + history -> response) records: the reader of the convai2
+format's downloads (hira/data/formats/convai2.py) and of its synthetic stand-in.
 
 Each line is "<n> <text>"; n restarts at 1 with every dialogue. "your persona: ..." lines give the speaker's
 persona; the other lines are "<partner utterance>\t<response>[\t<reward>\t<cand1|cand2|...>]". In the

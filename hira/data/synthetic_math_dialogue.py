@@ -13,8 +13,8 @@ import random
 import re
 from pathlib import Path
 
-from hira.data import convai2
-from hira.data.synthetic import ANIMALS, ATTRIBUTES
+from hira.data import parlai_reader
+from hira.data.synthetic_world import ANIMALS, ATTRIBUTES
 
 SILENCE_REPLY = "hello !"
 MAX_NUMBER = 99  # every number the math problems can produce; the tiny tokenizer knows 0..MAX_NUMBER
@@ -98,7 +98,7 @@ def dialogue(rng: random.Random) -> tuple[list, list]:
     asked = rng.sample(list(TOPICS), rng.randint(2, 4))
     turns = [(TOPICS[t][1], TOPICS[t][2].format(a=a, v=values.get(t, ""))) for t in asked]
     if rng.random() < 0.2:  # the speaker opens the dialogue, as in ParlAI's __SILENCE__ turns
-        turns.insert(0, (convai2.SILENCE, SILENCE_REPLY))
+        turns.insert(0, (parlai_reader.SILENCE, SILENCE_REPLY))
     return persona, turns
 
 
@@ -157,7 +157,7 @@ def vocabulary_texts() -> list[str]:
     math = [f"{q} {step}" for q, step, _, _ in (math_problem(rng) for _ in range(300))]
     dialogue_words = [f"{line} {question} {answer}" for line, question, answer in TOPICS.values()]
     return math + dialogue_words + [" ".join(str(n) for n in range(MAX_NUMBER + 1)),
-                                    convai2.INSTRUCTION, "Partner: You:", SILENCE_REPLY]
+                                    parlai_reader.INSTRUCTION, "Partner: You:", SILENCE_REPLY]
 
 
 def distinct(make, n: int, key) -> list:
