@@ -10,7 +10,7 @@ from torch.utils.checkpoint import checkpoint
 
 from conftest import ROOT
 from hira.adapters import adapter_layers
-from hira.adapters.ops import hira_linear
+from hira.adapters.ops import DEFAULT_CHUNK_ELEMS, hira_linear
 from numerics import seeded
 
 OUT, IN, R = 24, 20, 4
@@ -113,9 +113,12 @@ def test_method_fused_false_reaches_the_layers(llama, monkeypatch):
 
     monkeypatch.setattr(loading, "load_base_model", lambda model_cfg, device: (copy.deepcopy(llama), None))
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        on = compose("train", overrides=["method.fused_chunk_elems=100", "method.params.r=4"])
+        on = compose("train", overrides=["+method.fused_chunk_elems=100", "method.params.r=4"])
         off = compose("train", overrides=["method.fused=false", "method.params.r=4"])
+        default = compose("train", overrides=["method.params.r=4"])
     layers = adapter_layers(loading.load_adapted_model(on)[0]).values()
     assert layers and all(l.fused and l.fused_chunk_elems == 100 for l in layers)
+    layers = adapter_layers(loading.load_adapted_model(default)[0]).values()  # the op's own default, its one home
+    assert layers and all(l.fused_chunk_elems == DEFAULT_CHUNK_ELEMS for l in layers)
     layers = adapter_layers(loading.load_adapted_model(off)[0]).values()
     assert not any(l.fused for l in layers)
