@@ -1,6 +1,7 @@
 """Every hardware option names a DeepSpeed config that exists, and "auto" values are filled from the Hydra config."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -24,8 +25,19 @@ def test_auto_values_are_filled(path):
     assert (config["train_micro_batch_size_per_gpu"], config["gradient_accumulation_steps"]) == (4, 8)
     assert config["gradient_clipping"] == 1.0
     assert "auto" not in json.dumps(config)
-    stage = config["zero_optimization"]["stage"]
-    assert str(stage) in path.stem
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "ds_configs").glob("*.json")), ids=lambda p: p.stem)
+def test_a_ds_config_is_what_its_name_says(path):
+    """zero<stage>[_offload][_bf16|_fp16]: a hardware option picks a config by name, so the name must not lie."""
+    name = re.fullmatch(r"zero(?P<stage>[0-3])(?P<offload>_offload)?(?:_(?P<dtype>bf16|fp16))?", path.stem)
+    assert name, f"{path.name}: not zero<stage>[_offload][_bf16|_fp16].json"
+    config = json.loads(path.read_text())
+    zero = config["zero_optimization"]
+    assert zero["stage"] == int(name["stage"])
+    assert ("offload_optimizer" in zero and "offload_param" in zero) == bool(name["offload"])
+    for dtype in ("bf16", "fp16"):
+        assert config.get(dtype, {}).get("enabled", False) == (name["dtype"] == dtype), dtype
 
 
 def test_global_batch_split_across_ranks():

@@ -90,3 +90,12 @@ def test_table_of_every_method(capsys):
     assert "| 134,515,008 | 100.0000 | 100.0000 |" in rows["full"]
     # docs/methods.md shows the table as the command prints it: a new method or a changed default fails here
     assert "\n".join(table) in (ROOT / "docs" / "methods.md").read_text()
+
+
+def test_help_and_a_bad_override_are_one_answer_each(capsys):
+    main(["--help"])
+    assert "hira-count-params --all" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["method=lora", "model=nope"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "nope" in err

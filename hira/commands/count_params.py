@@ -14,14 +14,19 @@ from hira.adapters import all_methods
 from hira.adapters.count import Count, count_from_config, paper_percent
 from hira.adapters.params import method_params
 from hira.checkout import require_checkout
-from hira.errors import report_user_errors
+from hira.errors import UserError, report_user_errors
 
 
 def compose_config(overrides: list[str]):
+    """train.py's config for these overrides; Hydra's many-line answer to a bad one becomes its first line."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
 
     with initialize_config_dir(config_dir=str(require_checkout()), version_base="1.3"):
-        return compose("train", overrides=overrides)
+        try:
+            return compose("train", overrides=overrides)
+        except HydraException as e:
+            raise UserError(f"{' '.join(overrides)}: {str(e).strip().splitlines()[0]}") from None
 
 
 def method_table(overrides: list[str]) -> list[tuple[str, dict, Count]]:
@@ -46,6 +51,9 @@ def format_table(rows: list[tuple[str, dict, Count]]) -> str:
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(args):
+        print(__doc__)
+        return
     if "--all" in args:
         args.remove("--all")
         print(format_table(method_table(args)))
