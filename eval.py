@@ -8,7 +8,16 @@ from omegaconf import OmegaConf
 
 from hira.cli import check_eval_args, check_group_choices
 from hira.errors import report_user_errors
-from hira.evaluation.generation import check_engine_override
+
+
+def check_arguments(args: list[str]) -> None:
+    """Every value on the command line, checked with the config it composes before Hydra creates a folder."""
+    from hira.config.check import check_eval_config
+    from hira.config.command_line import check_command_line
+
+    check_group_choices(args)
+    check_eval_args(args)
+    check_command_line("eval", args, check_eval_config)
 
 
 @hydra.main(config_path="configs", config_name="eval", version_base="1.3")
@@ -29,7 +38,5 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    report_user_errors(check_group_choices)(sys.argv[1:])
-    report_user_errors(check_eval_args)(sys.argv[1:])  # before Hydra creates <run_dir>/eval_logs
-    report_user_errors(check_engine_override)(sys.argv[1:])
+    report_user_errors(check_arguments)(sys.argv[1:])  # before Hydra creates <run_dir>/eval_logs
     main()

@@ -9,7 +9,6 @@ import sys
 
 import hydra
 
-from hira.adapters.params import check_method_overrides
 from hira.cli import check_group_choices, discard_unstarted_run_dir
 from hira.errors import report_user_errors
 
@@ -19,6 +18,15 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
     if int(os.environ.get("RANK", "0")) > 0:  # one run directory, written by rank 0
         argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra.run.dir=."]
     return argv
+
+
+def check_arguments(args: list[str]) -> None:
+    """Every value on the command line, checked with the config it composes before Hydra creates a folder."""
+    from hira.config.check import check_train_config
+    from hira.config.command_line import check_command_line
+
+    check_group_choices(args)
+    check_command_line("train", args, check_train_config)
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
@@ -37,6 +45,5 @@ def main(cfg) -> None:
 
 if __name__ == "__main__":
     sys.argv = strip_launcher_args(sys.argv)
-    report_user_errors(check_group_choices)(sys.argv[1:])
-    report_user_errors(check_method_overrides)(sys.argv[1:])
+    report_user_errors(check_arguments)(sys.argv[1:])
     main()

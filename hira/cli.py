@@ -105,6 +105,15 @@ def remove_if_only_hydra_files() -> None:
     if {p.name for p in run_dir.iterdir()} <= hydra_files():
         close_log_files(run_dir)
         shutil.rmtree(run_dir)
+        remove_empty_parents(run_dir.parent, Path.cwd().resolve())
+
+
+def remove_empty_parents(folder: Path, top: Path) -> None:
+    """Remove folder and its parents while they are empty, below `top` (Hydra made them with parents=True:
+    outputs/<task>/<method>/<model>/ would otherwise stay behind)."""
+    while folder != top and folder.is_relative_to(top) and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 def close_log_files(folder: Path) -> None:

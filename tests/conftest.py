@@ -65,8 +65,15 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("work")
 
 
+def data_folder(path: Path) -> Path:
+    """A synthetic task's data folder outside the project: the check phase creates no folder the user typed
+    there, so the test makes it (the synthetic files are written into it on first use)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def common_overrides(workdir: Path) -> list[str]:
-    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={workdir / 'data'}",
+    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={data_folder(workdir / 'data')}",
                         "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6",
                         "task.val_size=48", "train.global_batch_size=8", "hardware.micro_batch_size=4",
                         "train.warmup_steps=5", "method.params.r=4"]

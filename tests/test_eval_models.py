@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, TEST_TINY
+from conftest import ROOT, TEST_TINY, data_folder
 from omegaconf import OmegaConf
 
 from hira.adapters import apply, export_peft, merge
@@ -24,7 +24,7 @@ def eval_cli(*overrides):
 
 
 def tiny_settings(workdir) -> list[str]:
-    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={workdir / 'data'}",
+    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={data_folder(workdir / 'data')}",
                         "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6"]
 
 

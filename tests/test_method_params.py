@@ -11,7 +11,9 @@ from test_train_e2e import run
 
 from hira.adapters import AdapterConfigError, adapter_layers, all_methods, apply
 from hira.adapters.base import OP_OPTIONS, declared_params
-from hira.adapters.params import check_method_overrides, method_params
+from hira.adapters.params import method_params
+from hira.config.check import check_train_config
+from hira.config.command_line import check_command_line
 from hira.errors import UserError
 
 TARGETS = ["q_proj", "v_proj"]
@@ -69,19 +71,23 @@ def test_every_method_yaml_holds_declared_keys_of_the_declared_types(method):
 @pytest.mark.parametrize("args, message", [
     (["method.params.r=abc"], "method=hira: method.params.r='abc' is not of type int"),
     (["method=lora", "method.params.bogus=1"], "method=lora: unknown key method.params.bogus=1"),
-    (["method=lora,hira", "method.params.alpha=8"], "method=hira: unknown key method.params.alpha=8"),
-    (["method=hilora", "method.params.bogus=1,2"], "method=hilora: unknown key method.params.bogus='1,2'"),
+    (["-m", "method=lora,hira", "method.params.alpha=8"], "method=hira: unknown key method.params.alpha=8"),
+    (["-m", "method=hilora", "method.params.r1=1,x"], "method=hilora: method.params.r1='x' is not of type int"),
     (["method=hira", "method.fused=maybe"], "method=hira: method.fused='maybe' is not of type bool"),
+    (["~method.params.r"], "method=hira: method.params.r is required"),
+    (["-m", "+experiment=table6", "method.params.bogus=1"], "method=hilora: unknown key method.params.bogus=1"),
 ])
 def test_command_line_overrides_are_checked_against_the_chosen_method(args, message):
     with pytest.raises(UserError, match="^" + re.escape(message)):
-        check_method_overrides(args)
+        check_command_line("train", args, check_train_config)
 
 
 def test_command_line_overrides_that_fit_pass():
-    check_method_overrides(["method=lora", "method.params.r=8", "method.params.alpha=16", "method.params.dropout=0"])
-    check_method_overrides(["method.params.r=4,8", "~method.params.r"])  # sweeps and deletions: apply checks each job
-    check_method_overrides(["+experiment=table6", "method.params.bogus=1"])  # the experiment picks the method
+    check = check_train_config
+    check_command_line("train", ["method=lora", "method.params.r=8", "method.params.alpha=16",
+                                 "method.params.dropout=0"], check)
+    check_command_line("train", ["-m", "method.params.r=4,8"], check)  # every value of a sweep is checked
+    check_command_line("train", ["method=rasa", "method.params.k=2"], check)
 
 
 @pytest.mark.parametrize("args, key", [(["method.params.r=abc"], "method.params.r"),

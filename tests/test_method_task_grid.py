@@ -5,7 +5,7 @@ built once per session)."""
 import math
 
 import pytest
-from conftest import ROOT, TEST_TINY
+from conftest import ROOT, TEST_TINY, data_folder
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from test_train_e2e import run
@@ -29,7 +29,7 @@ ONE_STEP = ["train.max_steps=1", "train.eval_steps=1", "train.warmup_steps=0", "
 
 def grid_overrides(workdir, task: str, method: str) -> list[str]:
     return [f"task={task}", f"method={method}", *TEST_TINY, f"model.cache_path={workdir / 'tiny'}",
-            f"task.data_dir={workdir / 'grid' / task}", *TASKS[task], *ONE_STEP,
+            f"task.data_dir={data_folder(workdir / 'grid' / task)}", *TASKS[task], *ONE_STEP,
             f"run_dir={workdir / 'grid' / 'runs' / f'{task}-{method}'}"]
 
 

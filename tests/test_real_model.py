@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, smollm2_config
+from conftest import ROOT, data_folder, smollm2_config
 from numerics import NOISE_MARGIN, fp32_noise_floor
 from omegaconf import OmegaConf
 
@@ -223,7 +223,7 @@ def test_train_and_score_on_the_real_model(smollm2, tmp_path, dtype):
     """A few HiRA steps on SmolLM2 through train.py, then beam search on a handful of questions."""
     run_dir = tmp_path / "run"
     proc = train_cli("model=smollm2_135m", f"model.cache_path={MODEL_CFG.cache_path}", f"model.dtype={dtype}",
-                     f"task.data_dir={tmp_path / 'data'}", "task.synthetic.train_per_subset=3",
+                     f"task.data_dir={data_folder(tmp_path / 'data')}", "task.synthetic.train_per_subset=3",
                      "task.synthetic.test_per_subset=2", "task.val_size=4", "task.test_subsets=[boolq,piqa]",
                      "task.cutoff_len=160", "train.global_batch_size=4", "hardware.micro_batch_size=2",
                      "train.max_steps=2", "train.eval_steps=2", "train.log_steps=1", "train.warmup_steps=1", "method.params.r=4",

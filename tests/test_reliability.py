@@ -196,15 +196,6 @@ def test_batch_that_does_not_split_across_ranks():
         accumulation_steps(16, 4, 3)
 
 
-def test_bad_reliability_options(workdir):
-    from hira.training.loop import check_options
-
-    with pytest.raises(UserError, match="train.on_nonfinite=ignore: valid values are stop, skip"):
-        check_options(config(workdir, "train.on_nonfinite=ignore"))
-    with pytest.raises(UserError, match="train.keep_last=-1"):
-        check_options(config(workdir, "train.keep_last=-1"))
-
-
 def test_missing_and_malformed_data(tmp_path):
     from hira.data.tasks import load_task
 

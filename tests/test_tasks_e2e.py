@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import TEST_TINY
+from conftest import TEST_TINY, data_folder
 from test_train_e2e import run
 
 pytestmark = pytest.mark.slow  # train.py and eval.py subprocesses
@@ -15,7 +15,7 @@ SMALL = ["train.global_batch_size=8", "hardware.micro_batch_size=8", "train.max_
 def train_stand_in(workdir, task, train_size, test_size):
     run_dir = workdir / f"run_{task}"
     proc = run("train.py", f"task={task}", *TEST_TINY, *SMALL, f"model.cache_path={workdir / 'tiny'}",
-               f"task.data_dir={workdir / task}", f"run_dir={run_dir}", f"task.synthetic.train_size={train_size}",
+               f"task.data_dir={data_folder(workdir / task)}", f"run_dir={run_dir}", f"task.synthetic.train_size={train_size}",
                f"task.synthetic.test_size={test_size}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, json.loads((run_dir / "scores.json").read_text())["best"]["subsets"], proc.stdout

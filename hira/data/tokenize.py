@@ -15,21 +15,15 @@ import shutil
 from pathlib import Path
 
 from hira.data.templates import NO_INPUT, WITH_INPUT, alpaca_prompt
-from hira.errors import UserError
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
-LOSS_ON = ("response", "full")
 CACHE_VERSION = 2  # bump when the encoding below changes (2: prompt and response tokenized apart)
 
 
-def check_loss_on(loss_on: str) -> None:
-    if loss_on not in LOSS_ON:
-        raise UserError(f"task.loss_on={loss_on!r}; valid: {', '.join(LOSS_ON)}")
-
-
 def encode_ids(prompt_ids: list, response_ids: list, eos_id: int, cutoff_len: int, loss_on: str) -> dict:
-    """Prompt + response + EOS, truncated to cutoff_len; with loss_on=response the prompt is masked out of the loss."""
+    """Prompt + response + EOS, truncated to cutoff_len; with loss_on=response the prompt is masked out of the loss
+    (loss_on=full: every token; hira/config/schema.py lists the choices)."""
     full_ids = prompt_ids + response_ids + [eos_id]
     ids = full_ids[:cutoff_len]
     labels = list(ids)
@@ -55,7 +49,6 @@ def prompt_and_response_ids(tokenizer, prompts: list[str], responses: list[str])
 
 def encode_batch(tokenizer, batch: dict, cutoff_len: int, loss_on: str) -> dict:
     """Encoded training examples for a column batch (one tokenizer call per column: fast tokenizers batch in Rust)."""
-    check_loss_on(loss_on)
     prompts = [alpaca_prompt(i, x) for i, x in zip(batch["instruction"], batch["input"])]
     prompt_ids, response_ids = prompt_and_response_ids(tokenizer, prompts, batch["output"])
     rows = [encode_ids(p, r, tokenizer.eos_token_id, cutoff_len, loss_on) for p, r in zip(prompt_ids, response_ids)]
@@ -126,7 +119,6 @@ def tokenized_splits(tokenizer, data, task_cfg):
 
     from hira import distributed
 
-    check_loss_on(task_cfg.loss_on)
     path = cache_dir(task_cfg, cache_key(tokenizer, data.train_file, task_cfg))
     cached = (path / "dataset_dict.json").is_file()
     if not cached and distributed.is_main():

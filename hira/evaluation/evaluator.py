@@ -16,12 +16,13 @@ from omegaconf import OmegaConf
 
 from hira.adapters import merge
 from hira.checkout import CONFIG_DIR
+from hira.config.check import check_scoring
 from hira.data import formats
 from hira.data.tasks import load_task
 from hira.files import write_json_atomic
 from hira.errors import UserError
 from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
-from hira.evaluation.generation import answer_logliks, check_engine, generate, prompts_for
+from hira.evaluation.generation import answer_logliks, generate, prompts_for
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
 from hira.run_dir import RunDir
@@ -29,7 +30,6 @@ from hira.training.checkpoint import list_checkpoints, load_adapter, select_chec
 
 log = logging.getLogger(__name__)
 
-MODES = ("generate", "loglik")
 # The paper's Table 1 column order (its format's columns in the registry, less the average).
 TABLE1 = {key: header for fmt in formats.FORMATS.values() if fmt.table == "table1"
           for key, header in fmt.columns if key != "average"}
@@ -172,9 +172,7 @@ def eval_settings(task_cfg, overrides: dict):
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
     eval_cfg.num_beams = eval_cfg.num_beams or task_cfg.num_beams
     eval_cfg.max_new_tokens = eval_cfg.max_new_tokens or task_cfg.max_new_tokens
-    if eval_cfg.mode not in MODES:
-        raise UserError(f"eval.mode={eval_cfg.mode}: valid modes are {', '.join(MODES)}")
-    check_engine(eval_cfg.engine)
+    check_scoring(eval_cfg)
     return eval_cfg
 
 

@@ -12,21 +12,19 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from hira.config.values import PEFT_CONFIG, peft_folder
 from hira.errors import UserError
 from hira.evaluation.evaluator import eval_settings, print_scores, score_model, scores_entry, select_tests, set_best
 from hira.files import write_json_atomic
 from hira.models.loading import load_base_model
 from hira.run_dir import RunDir
 
-PEFT_CONFIG = "adapter_config.json"
-
-
 def adapter_method(adapter: Path) -> dict:
     """The method entry of a peft adapter folder's run config: name peft_<type> and its rank."""
+    problem = peft_folder(str(adapter))  # the check eval.py's schema runs, for callers that skip it
+    if problem:
+        raise UserError(f"adapter={adapter}: {problem}")
     config_file = Path(adapter) / PEFT_CONFIG
-    if not config_file.is_file():
-        raise UserError(f"adapter={adapter}: no {PEFT_CONFIG} there; pass a folder written by peft's "
-                        f"save_pretrained (or our export_peft)")
     peft_cfg = json.loads(config_file.read_text())
     params = {"r": peft_cfg["r"]} if "r" in peft_cfg else {}
     return {"name": f"peft_{peft_cfg['peft_type'].lower()}", "adapter": str(Path(adapter).resolve()),

@@ -17,27 +17,12 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from hira.cli import override_values
+from hira.config.schema import EVAL_ENGINES
 from hira.data.templates import alpaca_prompt
 from hira.data.tokenize import prompt_and_response_ids
-from hira.errors import UserError
 from hira.evaluation.prefill import beam_search, option_logliks, pad_rows, supports_prefill
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("prefill", "hf")
-
-
-def check_engine(engine: str) -> None:
-    if engine not in ENGINES:
-        raise UserError(f"eval.engine={engine}: valid engines are {', '.join(ENGINES)} "
-                        f"(prefill: each prompt encoded once; hf: transformers' generate, the reference)")
-
-
-def check_engine_override(args: list[str]) -> None:
-    """eval.engine=<name> on the command line, checked before Hydra creates the scoring run's folder."""
-    for engine in override_values(args, "eval.engine") or []:
-        check_engine(engine)
 
 
 class Progress:
@@ -79,7 +64,7 @@ def generate(model, tokenizer, prompts: list[str], num_beams: int, max_new_token
              desc: str = "generate", engine: str = "prefill", sort: bool = True) -> list[str]:
     """Beam search (greedy when num_beams=1) continuations of each prompt, decoded without special tokens
     (sort=False: batches in the given order, as before length sorting, for the benchmark)."""
-    check_engine(engine)
+    assert engine in EVAL_ENGINES, engine  # eval.engine is checked with the config (hira/config/schema.py)
     if not prompts:
         return []
     model.eval()
@@ -105,7 +90,7 @@ def answer_logliks(model, tokenizer, prompts: list[str], options: list[list[str]
                    desc: str = "loglik", engine: str = "prefill") -> list[list[float]]:
     """Sum of log p(option | prompt) for each prompt's options; batch_size counts questions (prefill) or
     (prompt, option) pairs (hf)."""
-    check_engine(engine)
+    assert engine in EVAL_ENGINES, engine
     if not prompts:
         return []
     if engine == "hf" or not supports_prefill(model):

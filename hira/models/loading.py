@@ -25,6 +25,14 @@ class ModelNotFound(UserError):
     pass
 
 
+BUILT_MODELS = ("tiny", "gguf_wheel")  # the settings keys of the models the project makes itself (builder below)
+
+
+def can_build(model_cfg) -> bool:
+    """Whether the project knows how to make this model (without importing the builder: checks stay fast)."""
+    return any(model_cfg.get(name) for name in BUILT_MODELS)
+
+
 def builder(model_cfg):
     """fn(path, settings) that makes this model on first use, with its settings; None for downloaded models."""
     if model_cfg.get("tiny"):
@@ -41,7 +49,7 @@ def builder(model_cfg):
 def builds_into(model_cfg, path: Path) -> bool:
     """True when `path` is the model's own cache folder and the project knows how to build it there."""
     cache = model_cfg.get("cache_path")
-    return builder(model_cfg) is not None and cache is not None and Path(cache).expanduser().resolve() == path
+    return can_build(model_cfg) and cache is not None and Path(cache).expanduser().resolve() == path
 
 
 def check_model_path(model_cfg) -> Path:
@@ -55,7 +63,7 @@ def check_model_path(model_cfg) -> Path:
     hint = (f"download {model_cfg.hub_id} (e.g. `hf download {model_cfg.hub_id} --local-dir {model_cfg.path}`) and "
             if model_cfg.get("hub_id") else "")
     default = (f"; leave model.path unset to build the default into {model_cfg.cache_path}"
-               if builder(model_cfg) is not None and model_cfg.get("cache_path") else "")
+               if can_build(model_cfg) and model_cfg.get("cache_path") else "")
     raise ModelNotFound(f"model {model_cfg.name}: no weights at model.path={model_cfg.path} (looked in {path}); "
                         f"{hint}pass model.path=<folder with config.json>{default}")
 

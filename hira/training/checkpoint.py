@@ -196,17 +196,12 @@ def load_adapter(model, ckpt: Path, cfg=None) -> None:
     load_trainable_state_dict(model, load_file(str(Path(ckpt) / ADAPTER_FILE)))
 
 
-RESUME_MODES = ("auto", False)
-
-
 def resume_point(ckpt_root: Path, mode) -> Path | None:
-    """The checkpoint to continue from: the latest complete one for resume=auto, none for resume=false.
+    """The checkpoint to continue from: the latest complete one for resume=auto, none for resume=false
+    (the schema, hira/config/schema.py, lets no other mode through).
 
     resume=false refuses a run_dir that already holds checkpoints rather than silently mixing two runs in it.
     """
-    if mode not in RESUME_MODES:
-        raise UserError(f"resume={mode}: valid values are auto (continue the latest checkpoint in run_dir) "
-                        f"and false (start fresh in a new run_dir)")
     found = list_checkpoints(ckpt_root)
     if mode is False and found:
         raise UserError(f"resume=false but run_dir {Path(ckpt_root).parent} already has checkpoints "

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
+from hira.config.check import check_batch_split
 from hira.errors import UserError
 
 
 def accumulation_steps(global_batch: int, micro_batch: int, world: int) -> int:
-    if global_batch % (micro_batch * world):
-        raise UserError(f"train.global_batch_size={global_batch} is not divisible by hardware.micro_batch_size="
-                        f"{micro_batch} × {world} ranks; pick a micro batch that divides {global_batch // world}")
+    check_batch_split(global_batch, micro_batch, world)  # the launch's real world size, which the check phase guessed
     return global_batch // (micro_batch * world)
 
 

@@ -11,9 +11,6 @@ import torch.distributed as dist
 
 from hira.errors import UserError
 
-ACTIONS = ("stop", "skip")
-
-
 class NonFiniteError(UserError):
     """Training produced a NaN/inf loss or gradient (usually a learning rate that is too high)."""
 

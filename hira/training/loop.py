@@ -13,15 +13,16 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from hira.adapters import on_step, param_groups
+from hira.config.check import check_train_config
 from hira.data.tasks import load_run_inputs
 from hira.data.tokenize import tokenized_splits
 from hira.errors import UserError
-from hira.models.loading import check_model_path, load_adapted_model
+from hira.models.loading import load_adapted_model
 from hira import distributed
 from hira.run_dir import RunDir
 from hira.training import batches, checkpoint, engine_config, guard
 from hira.training.cost import RunCost
-from hira.training.runlog import LOGGERS, open_metrics, truncate_after
+from hira.training.runlog import open_metrics, truncate_after
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +81,6 @@ class LoopState:
         """Continue from a checkpoint's trainer state, this rank's own fields merged in (checkpoint.restore)."""
         return cls(state["step"], BestSoFar(state["best_step"], state["best_val_loss"]), state.get("running", []),
                    checkpoint_name, RunCost.resumed(state))
-
-
-def check_options(cfg) -> None:
-    """Reject bad reliability settings before any work (Hydra accepts any value)."""
-    if cfg.train.on_nonfinite not in guard.ACTIONS:
-        raise UserError(f"train.on_nonfinite={cfg.train.on_nonfinite}: valid values are {', '.join(guard.ACTIONS)}")
-    keep = cfg.train.keep_last
-    if keep is not None and (not isinstance(keep, int) or keep < 0):
-        raise UserError(f"train.keep_last={keep}: give a number of checkpoints >= 1 (or null/0 to keep all)")
-    if (cfg.get("logger") or "none") not in LOGGERS:  # open_metrics checks too, but after config.yaml is written
-        raise UserError(f"logger={cfg.logger}: valid loggers are {', '.join(LOGGERS)}")
 
 
 def build_engine(cfg, model, schedule: Schedule):
@@ -231,8 +221,7 @@ def train(cfg) -> Path:
 
     With resume=auto an existing run_dir is continued from its latest checkpoint exactly as if never stopped.
     """
-    check_model_path(cfg.model)  # a missing 8B folder fails here, before any data work
-    check_options(cfg)
+    check_train_config(cfg)  # every key and input path, before anything is read or written
     data = load_run_inputs(cfg)  # training, validation and test files: a broken one fails before the model loads
     distributed.init_distributed(cfg.hardware.device)
     if cfg.hardware.torch_threads:

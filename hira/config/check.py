@@ -1,0 +1,269 @@
+"""The check phase: a composed config against the schema (hira/config/schema.py), then the rules that span keys.
+
+It reads files only to see that an input exists; it writes, loads and downloads nothing. Every problem is one
+UserError line naming the key, the value given and what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from hira.checkout import CHECKOUT
+from hira.config import schema
+from hira.errors import UserError
+
+PROJECT = CHECKOUT
+ABSENT = object()  # a key the config does not have (valid for Optional keys)
+
+
+# --- one value against its declared type -----------------------------------------------------------------------------
+
+def show(value) -> str:
+    """A value as it is typed on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    if isinstance(value, list):
+        return "[" + ",".join(show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def optional_of(annotation) -> tuple[Any, bool]:
+    """(the annotation without None, whether null is valid)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
+    return annotation, False
+
+
+def bounds_text(bounds: dict) -> str:
+    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return " and ".join(f"{signs[name]} {bound}" for name, bound in bounds.items())
+
+
+def describe(annotation, bounds: dict | None = None) -> str:
+    """What is valid for a key, as an error message says it."""
+    base, nullable = optional_of(annotation)
+    origin = typing.get_origin(base)
+    if origin is Literal:
+        text = ", ".join(show(c) for c in typing.get_args(base))
+    elif origin is list:
+        text = f"a list of {describe(typing.get_args(base)[0], bounds)}"
+        bounds = None
+    elif origin is dict or base is Any:
+        text = "a mapping"
+    elif dataclasses.is_dataclass(base):
+        text = f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(base))}"
+    else:
+        text = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(base, str(base))
+    if bounds:
+        text += " " + bounds_text(bounds)
+    return text + (" or null" if nullable else "")
+
+
+def fits_scalar(value, base) -> bool:
+    if base in (int, float):  # an int is a valid float; a bool is no number
+        return isinstance(value, (int,) if base is int else (int, float)) and not isinstance(value, bool)
+    return isinstance(value, base)
+
+
+def within(value, bounds: dict) -> bool:
+    tests = {"ge": value >= bounds.get("ge", value), "gt": "gt" not in bounds or value > bounds["gt"],
+             "le": value <= bounds.get("le", value), "lt": "lt" not in bounds or value < bounds["lt"]}
+    return all(tests.values())
+
+
+def invalid(key: str, value, valid: str) -> UserError:
+    return UserError(f"{key}={show(value)}: valid: {valid}")
+
+
+def check_value(value, annotation, metadata: dict, key: str) -> None:
+    base, nullable = optional_of(annotation)
+    bounds = metadata.get("bounds") or {}
+    if base is Any:  # typed elsewhere: a method's parameters by its signature
+        return
+    if value is ABSENT or value is None:
+        if nullable:
+            return
+        if value is ABSENT:
+            raise UserError(f"{key} is missing; valid: {describe(annotation, bounds)}")
+        raise invalid(key, value, describe(annotation, bounds))
+    origin = typing.get_origin(base)
+    if dataclasses.is_dataclass(base):
+        if not isinstance(value, DictConfig):
+            raise invalid(key, value, describe(base))
+        check_section(value, base, key)
+    elif origin is Literal:
+        if not any(type(value) is type(c) and value == c for c in typing.get_args(base)):
+            raise invalid(key, value, describe(annotation))
+    elif origin is list:
+        if not isinstance(value, (ListConfig, list)):
+            raise invalid(key, value, describe(annotation, bounds))
+        for i in range(len(value)):
+            check_value(read(value, i, key), typing.get_args(base)[0], {"bounds": bounds}, f"{key}[{i}]")
+    elif origin is dict:
+        if not isinstance(value, DictConfig):
+            raise invalid(key, value, describe(annotation))
+        item_type = typing.get_args(base)[1]
+        for name in value:
+            check_value(read(value, name, key), item_type, {}, f"{key}.{name}")
+    else:
+        if not fits_scalar(value, base) or (bounds and not within(value, bounds)):
+            raise invalid(key, value, describe(annotation, bounds))
+    check = metadata.get("check")
+    problem = check(value) if check else None
+    if problem:
+        raise UserError(f"{key}={show(value)}: {problem}")
+
+
+def read(node, name, prefix: str):
+    """node[name], resolved; ABSENT when the key is not there; an interpolation that fails is one line."""
+    key = f"{prefix}[{name}]" if isinstance(name, int) else (f"{prefix}.{name}" if prefix else name)
+    if isinstance(node, DictConfig) and name not in node:
+        return ABSENT
+    try:
+        return node[name]
+    except OmegaConfBaseException as e:
+        raw = node._get_node(name)._value()
+        reason = str(e).splitlines()[0]
+        raise UserError(f"{key}={raw} cannot be resolved: {reason}") from e
+
+
+def check_section(node: DictConfig, section, prefix: str = "") -> None:
+    """Every key of node declared by the dataclass `section`, and every declared key's value valid."""
+    declared = {f.name: f for f in dataclasses.fields(section)}
+    hints = typing.get_type_hints(section, vars(schema))
+    for name in node:
+        if name not in declared:
+            key = f"{prefix}.{name}" if prefix else name
+            close = difflib.get_close_matches(str(name), declared, n=1)
+            hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}? " if close else ""
+            raise UserError(f"{key}: unknown key; {hint}valid keys{' of ' + prefix if prefix else ''}: "
+                            f"{', '.join(declared)}")
+    for name, f in declared.items():
+        key = f"{prefix}.{name}" if prefix else name
+        check_value(read(node, name, prefix), hints[name], f.metadata, key)
+
+
+# --- rules that span keys ---------------------------------------------------------------------------------------------
+
+def check_batch_split(global_batch: int, micro_batch: int, world: int) -> None:
+    """The global batch splits into micro batches on every rank (gradient accumulation makes up the rest)."""
+    if global_batch % (micro_batch * world) == 0:
+        return
+    ranks = f"{world} rank{'s' * (world > 1)}"
+    divides = (f"or a hardware.micro_batch_size that divides {global_batch // world}"
+               if global_batch % world == 0 else f"or a global batch divisible by {world} ranks")
+    raise UserError(f"train.global_batch_size={global_batch} is not divisible by hardware.micro_batch_size="
+                    f"{micro_batch} × {ranks}; valid: a multiple of {micro_batch * world}, {divides}")
+
+
+def world_size() -> int:
+    """The number of ranks this launch has (the deepspeed launcher sets WORLD_SIZE before the check runs)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_method_params(method_cfg) -> None:
+    """The method's parameters (and op options) against its constructor's typed signature."""
+    from hira.adapters.base import check_params
+    from hira.adapters.params import method_arguments
+
+    check_params(method_cfg.name, method_arguments(method_cfg))
+
+
+def check_tiny(tiny) -> None:
+    if tiny.hidden_size % tiny.num_heads:
+        raise UserError(f"model.tiny.hidden_size={tiny.hidden_size} is not divisible by model.tiny.num_heads="
+                        f"{tiny.num_heads}; valid: a hidden size that is a multiple of the number of heads")
+
+
+def check_model(model_cfg) -> None:
+    from hira.models.loading import check_model_path
+
+    if model_cfg.get("tiny") is not None:
+        check_tiny(model_cfg.tiny)
+    check_model_path(model_cfg)  # a typed model.path must hold a model; only cache_path is ever built into
+
+
+def inside_project(path: Path) -> bool:
+    return path.resolve().is_relative_to(PROJECT.resolve())
+
+
+def check_data_dir(task_cfg) -> None:
+    """A typed path is an input: it must exist. A synthetic task writes its data on first use, and creates the
+    folder for it only inside the project; elsewhere it writes into an existing folder."""
+    from hira.data.tasks import prepare_hint
+
+    data_dir = Path(task_cfg.data_dir).expanduser()
+    if data_dir.is_dir():
+        return
+    if task_cfg.get("synthetic") is None:
+        raise UserError(f"task.data_dir={task_cfg.data_dir} does not exist; {prepare_hint(task_cfg)}")
+    if not inside_project(data_dir):
+        raise UserError(f"task.data_dir={task_cfg.data_dir} does not exist; valid: an existing folder (the synthetic "
+                        f"data is written into it), or a new folder inside the project {PROJECT}")
+
+
+def check_task(task_cfg) -> None:
+    from hira.data.formats import FORMATS
+
+    fmt = FORMATS[task_cfg.format]
+    for subset in task_cfg.test_subsets:
+        fmt.canonical_subset(subset)  # one line naming the format's subsets
+    if task_cfg.get("synthetic") is not None:
+        check_section(task_cfg.synthetic, schema.SYNTHETIC[task_cfg.format], "task.synthetic")
+    check_data_dir(task_cfg)
+
+
+def check_logger(logger: str) -> None:
+    if logger == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise UserError("logger=wandb needs the wandb package: pip install wandb (or use logger=none)")
+
+
+def check_train_config(cfg) -> None:
+    """train.py's composed config: the schema, then the rules between keys. Raises a one-line UserError."""
+    check_section(cfg, schema.TrainConfig)
+    check_logger(cfg.logger)
+    check_method_params(cfg.method)
+    check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world_size())
+    check_model(cfg.model)  # a missing 8B folder is named before the data it would train on
+    check_task(cfg.task)
+
+
+def check_eval_config(cfg) -> None:
+    """eval.py's composed config (a training run's folder is checked by hira.cli.check_eval_args)."""
+    check_section(cfg, schema.EvalConfig)
+    check_subsets(cfg.subsets)
+    if cfg.get("task") is not None:
+        check_task(cfg.task)
+    if cfg.get("model") is not None:
+        check_model(cfg.model)
+
+
+def check_subsets(subsets) -> None:
+    from hira.data.formats import all_subsets, canonical_subset
+
+    unknown = [s for s in subsets or () if canonical_subset(s) not in all_subsets()]
+    if unknown:
+        raise UserError(f"subsets={show(subsets)}: {unknown[0]} is no test subset; valid: {', '.join(all_subsets())}")
+
+
+def check_scoring(eval_cfg) -> None:
+    """The scoring settings the evaluator runs with (configs/eval.yaml's, merged with a caller's overrides)."""
+    check_section(eval_cfg, schema.Scoring)
+    check_subsets(eval_cfg.subsets)

@@ -1,0 +1,174 @@
+"""A command line checked before Hydra runs it: compose the config Hydra will compose and run the check phase.
+
+Hydra creates the run directory (and its parents) before the job starts, and answers a mistyped key with a
+many-line message; composing here first turns both into one line and no folder. Under -m every value of a
+swept key is checked (the other swept keys at their first value); the job itself checks its full config again
+(train() and eval_settings call the same checks).
+"""
+
+from __future__ import annotations
+
+import difflib
+from contextlib import contextmanager
+
+from hira.checkout import CONFIG_DIR
+from hira.cli import HELP_FLAGS
+from hira.errors import UserError
+
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def check_command_line(config_name: str, args: list[str], check) -> None:
+    """Compose `config_name` with the command line's overrides and run check(cfg) on it (each sweep sample)."""
+    if any(arg.startswith("-") and arg not in MULTIRUN_FLAGS for arg in args) or any(a in HELP_FLAGS for a in args):
+        return  # --cfg, --help, --config-name, ...: Hydra's own business
+    overrides = [arg for arg in args if arg not in MULTIRUN_FLAGS]
+    if len(overrides) < len(args):  # -m
+        overrides = sweep_samples(configured_sweep(config_name, overrides) + overrides)
+    else:
+        overrides = [overrides]
+    for job in overrides:
+        with composed(config_name, job) as cfg:
+            check(cfg)
+
+
+def configured_sweep(config_name: str, overrides: list[str]) -> list[str]:
+    """The first value of each key of the sweep a config declares itself (hydra.sweeper.params: an experiment's
+    grid) that the command line does not set. The grid's other values are the project's own, and each job checks
+    its config again; the command line's sweep values are all checked."""
+    plain = [arg for arg in overrides if not parsed_override(arg).is_sweep_override()]
+    groups = [arg for arg in plain if "." not in arg.partition("=")[0]]
+    try:
+        params = compose_with_hydra(config_name, plain).hydra.sweeper.get("params") or {}
+    except UserError:  # a bad key on the line: the experiment alone picks the grid, the samples name the key
+        params = compose_with_hydra(config_name, groups).hydra.sweeper.get("params") or {}
+    given = {arg.partition("=")[0].lstrip("+~") for arg in overrides}
+    firsts = [sweep_values(f"{name}={value}")[0] for name, value in params.items() if name.lstrip("+~") not in given]
+    return [arg for arg in firsts if arg is not None]
+
+
+def sweep_values(arg: str) -> list:
+    """`key=a,b` -> ["key=a", "key=b"]; a plain override -> [itself]; [None] for a sweep this cannot expand
+    (a glob over group options: the job checks its own config)."""
+    parsed = parsed_override(arg)
+    if not parsed.is_sweep_override():
+        return [arg]
+    try:
+        return [f"{arg.partition('=')[0]}={value}" for value in parsed.sweep_string_iterator()]
+    except Exception:
+        return [None]
+
+
+def sweep_samples(overrides: list[str]) -> list[list[str]]:
+    """Override lists that together hold every value of every swept key: the first values of all, then each
+    other value of one key with the first values of the rest."""
+    choices = [sweep_values(arg) for arg in overrides]
+    firsts = [values[0] for values in choices]
+    samples = [firsts] + [firsts[:i] + [value] + firsts[i + 1:] for i, values in enumerate(choices)
+                          for value in values[1:]]
+    return [[arg for arg in sample if arg is not None] for sample in samples]
+
+
+def compose_with_hydra(config_name: str, overrides: list[str]):
+    """The config Hydra composes from the overrides, its `hydra` node included; a failure is one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name, overrides, return_hydra_config=True)
+    except HydraException as e:
+        raise composition_error(e, config_name, overrides) from e
+
+
+@contextmanager
+def composed(config_name: str, overrides: list[str]):
+    """The config Hydra composes from the overrides, without its `hydra` node; `${hydra:...}` interpolations
+    resolve to the run directory Hydra would use."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    cfg = compose_with_hydra(config_name, overrides)
+    saved = HydraConfig.instance().cfg
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.runtime.output_dir = str(cfg.hydra.run.dir)
+    HydraConfig.instance().set_config(cfg)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        yield cfg
+    finally:
+        HydraConfig.instance().cfg = saved
+
+
+def unknown_key(error) -> str | None:
+    """The full key of a 'Key ... is not in struct' error in the exception's chain, or None."""
+    while error is not None:
+        full_key = getattr(error, "full_key", None)
+        if full_key and "not in struct" in str(error):
+            return full_key
+        error = error.__cause__
+    return None
+
+
+def composition_error(error, config_name: str, overrides: list[str]) -> UserError:
+    """One line for Hydra's composition error; a key the config lacks is named with the key(s) meant."""
+    key = unknown_key(error)
+    if key is None:
+        message = str(error).partition("Config search path")[0]  # where Hydra looked: noise here
+        return UserError(" ".join(message.split()))  # Hydra's message, on one line
+    given = next((o for o in overrides if o.lstrip("+~").partition("=")[0] == key), key)
+    others = [o for o in overrides if o is not given]
+    try:
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name, others)
+    except Exception:  # another problem on the line: name this key alone
+        return UserError(f"{given}: no such key; python {config_name}.py --cfg job lists the keys")
+    if key.startswith("method."):
+        check_method_key(cfg.method, key, given)
+    return UserError(f"{given}: no such key; {suggestion(key, cfg)}")
+
+
+def check_method_key(method_cfg, key: str, given: str) -> None:
+    """A method parameter the method does not declare: its own one-line message, listing what it declares."""
+    from hira.adapters.base import all_methods, check_param, config_key, declared_params
+
+    name = key.rpartition(".")[2]
+    if method_cfg.get("name") in all_methods() and key == config_key(name):
+        check_param(method_cfg.name, name, parsed_override(given).value(), declared_params(method_cfg.name))
+
+
+def parsed_override(arg: str):
+    """Hydra's parse of one `key=value` argument (the value typed as Hydra types it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides([arg])[0]
+
+
+def suggestion(key: str, cfg) -> str:
+    """'did you mean' the keys of the config ending in the same name, or else the closest ones, or the valid
+    keys beside it."""
+    from omegaconf import OmegaConf
+
+    keys = list(dotted_keys(OmegaConf.to_container(cfg)))
+    leaf = key.rpartition(".")[2]
+    same_leaf = [k for k in keys if k.rpartition(".")[2] == leaf]
+    close = same_leaf or difflib.get_close_matches(key, keys, n=1)
+    if close:
+        return f"did you mean {' or '.join(close)}?"
+    parent = key.rpartition(".")[0]
+    siblings = [k[len(parent) + 1:].partition(".")[0] if parent else k.partition(".")[0] for k in keys
+                if k.startswith(parent + ".") or not parent]
+    return f"valid keys{' of ' + parent if parent else ''}: {', '.join(dict.fromkeys(siblings))}"
+
+
+def dotted_keys(tree: dict, prefix: str = ""):
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and value:
+            yield from dotted_keys(value, key + ".")
+        else:
+            yield key
+
