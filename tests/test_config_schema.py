@@ -151,6 +151,7 @@ def test_the_schema_declares_every_range_the_table_tests():
 EVAL_BASE = ["model=tiny", "task=synthetic"]
 BAD_EVAL = [
     (["eval.mode=beam"], "eval.mode=beam: valid: generate, loglik"),
+    (["eval.engine=vllm"], "eval.engine=vllm: valid: prefill, hf"),
     (["batch_size=0"], "batch_size=0: valid: an integer >= 1"),
     (["num_beams=0"], "num_beams=0: valid: an integer >= 1 or null"),
     (["max_new_tokens=0"], "max_new_tokens=0: valid: an integer >= 1 or null"),
@@ -174,6 +175,7 @@ def test_each_bad_eval_value_is_one_line(args, expected):
     assert message.startswith(expected) and "\n" not in message, message
 
 
+@pytest.mark.slow  # some 40 compositions
 def test_every_config_composes_into_the_schema():
     """Each option of each group and each experiment has exactly the keys the schema declares, of their types
     (the paths they name may not exist on this machine: that is the check phase's other half)."""
@@ -221,6 +223,7 @@ SCRIPTS = [  # (script, arguments, the start of the line after "error: ")
 ]
 
 
+@pytest.mark.slow
 def test_scripts_exit_2_with_one_line_and_create_nothing():
     before = files_under(ROOT)
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
