@@ -3,16 +3,17 @@ lists them; the pieces a format needs beside its module: docs/extending.md (test
 
 import ast
 import dataclasses
+import importlib
 from pathlib import Path
 
 import pytest
 import yaml
+from test_tables import write_run
 
 from hira.data import formats
 from hira.data.formats.base import KINDS, SCORERS, Preparer, TaskFormat
 from hira.evaluation import answers, evaluator
 from hira.paper import tables
-from hira.paper.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 HIRA = ROOT / "hira"
@@ -126,11 +127,21 @@ def test_the_readers_follow_the_registry():
             assert evaluator.subset_kind(alias) == fmt.scorer
 
 
-def test_a_new_format_is_one_registry_entry(monkeypatch):
-    """A format added to the registry is scored and tabled by its entry alone."""
+def test_a_new_format_is_one_registry_entry(monkeypatch, tmp_path):
+    """A format added to the registry is scored and tabled by its entry alone: its subsets get its scorer, and a run
+    scored on them lands in a table of its own, titled and with columns from the entry."""
     toy = dataclasses.replace(formats.FORMATS["gsm8k"], name="toy", subsets=("toy_math",),
-                              aliases={"ToyMath": "toy_math"}, table="table99", columns=(("toy_math", "Toy"),))
+                              aliases={"ToyMath": "toy_math"}, table="table99", title="Table 99: toy math",
+                              columns=(("toy_math", "Toy"),))
     monkeypatch.setitem(formats.FORMATS, "toy", toy)
     assert evaluator.subset_kind("ToyMath") == "number"
-    run = Run(Path("."), "toy", "tiny", "hira", "r4", "FC+QKV", 1e-3, 16, 0, "cpu", None, subsets=("toy_math",))
-    assert tables.task_table(run) == "table99"
+    fresh = importlib.reload(tables)  # the tables read the registry when imported, as they would a real entry
+    try:
+        write_run(tmp_path / "toy_run", ["task.format=toy"], subsets=["toy_math"], accuracy=0.25, n=40)
+        markdown = fresh.make_tables(tmp_path).markdown
+    finally:
+        monkeypatch.undo()
+        importlib.reload(tables)
+    section = markdown.split("Table 99: toy math")[1]
+    header = next(line for line in section.splitlines() if line.startswith("|"))
+    assert "| Toy |" in header and "25.00" in section
