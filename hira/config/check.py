@@ -147,7 +147,7 @@ def read(node, name, prefix: str):
 def check_section(node: DictConfig, section, prefix: str = "") -> None:
     """Every key of node declared by the dataclass `section`, and every declared key's value valid."""
     declared = {f.name: f for f in dataclasses.fields(section)}
-    hints = typing.get_type_hints(section, vars(schema))
+    hints = typing.get_type_hints(section)
     for name in node:
         if name not in declared:
             key = f"{prefix}.{name}" if prefix else name
@@ -226,7 +226,7 @@ def check_task(task_cfg) -> None:
     for subset in task_cfg.test_subsets:
         fmt.canonical_subset(subset)  # one line naming the format's subsets
     if task_cfg.get("synthetic") is not None:
-        check_section(task_cfg.synthetic, schema.SYNTHETIC[task_cfg.format], "task.synthetic")
+        check_section(task_cfg.synthetic, fmt.synthetic_settings, "task.synthetic")
     check_data_dir(task_cfg)
 
 

@@ -108,27 +108,8 @@ class Task:
     loss_on: Literal[LOSS_ON] = key()
     num_beams: int = key(ge=1)
     max_new_tokens: int = key(ge=1)
-    synthetic: Optional[dict[str, Any]] = key()  # the format's generator settings: SYNTHETIC below
+    synthetic: Optional[dict[str, Any]] = key()  # typed by the format: its synthetic_settings (check.py)
     tokenized_dir: Optional[str] = key()         # an output: the tokenization cache (default <data_dir>/.tokenized)
-
-
-@dataclass
-class SyntheticPerSubset:
-    """task.synthetic of the commonsense format: records per subset of the synthetic world."""
-    train_per_subset: int = key(ge=1)
-    test_per_subset: int = key(ge=1)
-    seed: int = key(ge=0)
-
-
-@dataclass
-class SyntheticSized:
-    """task.synthetic of the gsm8k and convai2 formats: how many training and test examples to generate."""
-    train_size: int = key(ge=1)
-    test_size: int = key(ge=1)
-    seed: int = key(ge=0)
-
-
-SYNTHETIC = {"commonsense": SyntheticPerSubset, "gsm8k": SyntheticSized, "convai2": SyntheticSized}  # by format
 
 
 @dataclass

@@ -32,6 +32,19 @@ class Preparer:
         return f"run `{PREPARE_COMMAND} {self.command} --src {self.src}`"
 
 
+def count(minimum: int):
+    """A field of a format's synthetic settings: an integer >= minimum (the range hira/config checks it against)."""
+    return field(metadata={"bounds": {"ge": minimum}})
+
+
+@dataclass(frozen=True)
+class SyntheticSizes:
+    """task.synthetic of a stand-in sized in examples: how many to write for training and for the test set."""
+    train_size: int = count(1)
+    test_size: int = count(1)
+    seed: int = count(0)
+
+
 @dataclass(frozen=True)
 class TaskFormat:
     name: str  # task.format in the task configs
@@ -40,6 +53,7 @@ class TaskFormat:
     folder: str  # data/<folder>: where its prepare commands write
     preparers: tuple  # Preparer, ...: together they write the training file and every test subset
     write_synthetic: Callable  # (data_dir, task.synthetic) -> None: the CPU stand-in, in the real files' layout
+    synthetic_settings: type  # the dataclass declaring task.synthetic's keys, their types and ranges
     scorer: str  # one of SCORERS
     table: str  # the paper's table its scores fill
     title: str  # that table's title

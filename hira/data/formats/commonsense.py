@@ -3,10 +3,11 @@ time) and the eight multiple-choice test sets of the paper's Table 1."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from hira.data import layout, synthetic_world
-from hira.data.formats.base import Preparer, TaskFormat
+from hira.data.formats.base import Preparer, TaskFormat, count
 from hira.data.records import DataError, load_records
 from hira.files import write_json_atomic
 
@@ -71,6 +72,14 @@ def prepare_commonsense(srcs: list, dest: Path, val_size: int = 120, seed: int =
     return lines
 
 
+@dataclass(frozen=True)
+class SyntheticPerSubset:
+    """task.synthetic: training and test records per subset of the synthetic world."""
+    train_per_subset: int = count(1)
+    test_per_subset: int = count(1)
+    seed: int = count(0)
+
+
 def write_synthetic(data_dir: Path, syn) -> None:
     train, tests = synthetic_world.make_splits(syn.train_per_subset, syn.test_per_subset, seed=syn.seed)
     for subset, records in tests.items():
@@ -81,6 +90,6 @@ def write_synthetic(data_dir: Path, syn) -> None:
 FORMAT = TaskFormat(
     name=NAME, subsets=SUBSETS, aliases=ALIASES, train_file=TRAIN_FILE, folder=NAME,
     preparers=(Preparer(NAME, prepare_commonsense, "<LLM-Adapters folder with ft-training_set/ and dataset/>"),),
-    write_synthetic=write_synthetic, scorer="choice", labels=LABELS, table="table1",
+    write_synthetic=write_synthetic, synthetic_settings=SyntheticPerSubset, scorer="choice", labels=LABELS, table="table1",
     title="Table 1: commonsense reasoning accuracy (%)", columns=COLUMNS,
 )
