@@ -24,6 +24,14 @@ from hira.config.command_line import check_command_line, composed, parsed_overri
 from hira.data.formats import FORMATS
 from hira.errors import UserError
 
+@pytest.fixture(scope="module", autouse=True)
+def nothing_written_under_the_checkout():
+    """The in-process checks, like the scripts below, leave the checkout as they found it."""
+    before = files_under(ROOT)
+    yield
+    assert files_under(ROOT) == before
+
+
 # (overrides, the start of the one line: key=value as given, then what is valid)
 ISSUE_TABLE = [
     (["train.lr=abc"], "train.lr=abc: valid: a number > 0"),
@@ -162,7 +170,7 @@ BAD_EVAL = [
     (["watch=maybe"], "watch=maybe: valid: true or false"),
     (["checkpoints=latest"], "checkpoints=latest: valid: best, all or step_<N>"),
     (["device=gpu"], "device=gpu: valid: cpu, cuda, cuda:N"),
-    (["subsets=[piqa,nope]"], "subsets=[piqa,nope]: nope is no test subset; valid: boolq, "),
+    (["subsets=[piqa,gsm8k]"], "subsets=[piqa,gsm8k]: gsm8k is not a test set of task synthetic; valid: boolq, "),
     (["adapter=/nonexistent"], "adapter=/nonexistent: no adapter_config.json there"),
     (["eval.bertscore.num_layers=0"], "eval.bertscore.num_layers=0: valid: an integer >= 1"),
     (["model.dtype=float13"], "model.dtype=float13: valid: float32, bfloat16, float16"),
@@ -188,6 +196,13 @@ def test_every_config_composes_into_the_schema():
             check_section(cfg, schema.TrainConfig if script == "train" else schema.EvalConfig)
             if cfg.get("task") and cfg.task.get("synthetic") is not None:  # typed by the format
                 check_section(cfg.task.synthetic, FORMATS[cfg.task.format].synthetic_settings, "task.synthetic")
+
+
+def test_eval_subsets_are_the_runs_test_sets(tmp_path):
+    (tmp_path / "config.yaml").write_text("task: {name: synthetic, format: commonsense, test_subsets: [piqa, boolq]}\n")
+    check_command_line("eval", [f"run_dir={tmp_path}", "subsets=[boolq]"], check_eval_config)
+    with pytest.raises(UserError, match=r"^subsets=\[obqa\]: obqa is not a test set of task synthetic; valid: piqa, boolq$"):
+        check_command_line("eval", [f"run_dir={tmp_path}", "subsets=[obqa]"], check_eval_config)
 
 
 def test_good_values_pass_and_create_nothing(tmp_path):

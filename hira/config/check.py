@@ -248,22 +248,35 @@ def check_train_config(cfg) -> None:
 def check_eval_config(cfg) -> None:
     """eval.py's composed config (a training run's folder is checked by hira.cli.check_eval_args)."""
     check_section(cfg, schema.EvalConfig)
-    check_subsets(cfg.subsets)
-    if cfg.get("task") is not None:
-        check_task(cfg.task)
     if cfg.get("model") is not None:
         check_model(cfg.model)
+        check_task(cfg.task)
+    check_subsets(cfg.subsets, cfg.task if cfg.get("model") is not None else run_task(cfg.run_dir))
 
 
-def check_subsets(subsets) -> None:
-    from hira.data.formats import all_subsets, canonical_subset
+def run_task(run_dir: str):
+    """The task a training run's config.yaml names, or None before training has written it (watch mode)."""
+    from hira.run_dir import RunDir
 
-    unknown = [s for s in subsets or () if canonical_subset(s) not in all_subsets()]
+    config = RunDir(run_dir).config
+    return OmegaConf.load(config).task if config.is_file() else None
+
+
+def check_subsets(subsets, task_cfg=None) -> None:
+    """`subsets`: test sets of the task scored, or while it is not known yet, of any format."""
+    from hira.data.formats import all_subsets
+    from hira.data.tasks import format_of
+
+    if not subsets:
+        return
+    valid = all_subsets() if task_cfg is None else [format_of(task_cfg).canonical_subset(s)
+                                                   for s in task_cfg.test_subsets]
+    unknown = [s for s in subsets if s not in valid]
     if unknown:
-        raise UserError(f"subsets={show(subsets)}: {unknown[0]} is no test subset; valid: {', '.join(all_subsets())}")
+        raise UserError(f"subsets={show(subsets)}: {unknown[0]} is not a test set of "
+                        f"{'any task' if task_cfg is None else 'task ' + task_cfg.name}; valid: {', '.join(valid)}")
 
 
 def check_scoring(eval_cfg) -> None:
     """The scoring settings the evaluator runs with (configs/eval.yaml's, merged with a caller's overrides)."""
     check_section(eval_cfg, schema.Scoring)
-    check_subsets(eval_cfg.subsets)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from hira.adapters import merge
 from hira.checkout import CONFIG_DIR
-from hira.config.check import check_scoring
+from hira.config.check import check_scoring, check_subsets
 from hira.data import formats
 from hira.data.tasks import load_task
 from hira.files import write_json_atomic
@@ -178,11 +178,9 @@ def eval_settings(task_cfg, overrides: dict):
 
 def select_tests(task_cfg, eval_cfg) -> dict:
     """The task's test subsets (eval_cfg.subsets, first eval_cfg.limit examples), each one we can score."""
+    check_subsets(eval_cfg.subsets, task_cfg)
     tests = load_task(task_cfg).tests
     if eval_cfg.subsets:
-        unknown = sorted(set(eval_cfg.subsets) - set(tests))
-        if unknown:
-            raise UserError(f"subsets: {', '.join(unknown)} not among the task's test sets {', '.join(tests)}")
         tests = {s: tests[s] for s in eval_cfg.subsets}
     if eval_cfg.limit:
         tests = {s: recs[: eval_cfg.limit] for s, recs in tests.items()}
