@@ -170,8 +170,8 @@ def test_unlike_runs_are_separate_labelled_rows_and_each_seed_counts_once(demo_f
                                                             zip([*HEADERS, "Avg."], PAPER_HIRA_R32)}}]
     assert "Δ" not in report.tables.split(f"### {TABLE12}")[0].replace("ΔW", "")
     assert section_note(report.markdown, TABLE1, "tiny, task synthetic") == (
-        "The paper's rows (Llama-3-8B) are a reference, not a comparison: not the paper's setting "
-        "(model tiny; synthetic task synthetic).")
+        "The paper's rows (Llama-3-8B) are a reference, not a comparison; not the paper's setting: "
+        "model tiny; synthetic task synthetic.")
     # what was left out, one line each, at the end
     left = report.left_out
     assert left[0] == (f"repeated: seed 42 ran 2 times with the same settings (hira r32 on tiny, "
@@ -248,7 +248,7 @@ def test_paper_is_compared_only_in_its_setting(tmp_path):
                             ("tiny, task commonsense", "model tiny")):
         rows = sections[heading]
         assert [r["setting"] for r in rows] == ["", "paper (Llama-3-8B)"]
-        assert section_note(markdown, TABLE1, heading).endswith(f"not the paper's setting ({reason}).")
+        assert section_note(markdown, TABLE1, heading).endswith(f"not the paper's setting: {reason}.")
 
 
 def test_methods_nobody_ran_are_listed_only_with_paper_grid(tmp_path):

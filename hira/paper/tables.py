@@ -302,8 +302,8 @@ def section_note(table: str, ours: list[Row], compared: bool, paper_model: str, 
                                                                     if others else "") + ".")
     basic = unique(g for row in ours for g in basic_gaps(row.first, table, paper))
     reasons = basic or unique(g for row in ours for g in detail_gaps(row.first, table, paper))
-    return (f"The paper's rows ({MODEL_NAMES[paper_model]}) are a reference, not a comparison: "
-            f"not the paper's setting ({'; '.join(reasons)}).")
+    return (f"The paper's rows ({MODEL_NAMES[paper_model]}) are a reference, not a comparison; not the paper's "
+            f"setting: {'; '.join(reasons)}.")
 
 
 def finish_section(table: str, model: str, task: str, ours: list[Row], shown: list[str], paper: dict,
