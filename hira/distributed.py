@@ -102,6 +102,15 @@ def broadcast_object(obj):
     return box[0]
 
 
+def gather_objects(obj) -> list:
+    """Every rank's value of obj, in rank order, on every rank."""
+    if world_size() == 1:
+        return [obj]
+    box = [None] * world_size()
+    dist.all_gather_object(box, obj)
+    return box
+
+
 def mean_across_ranks(total: float, count: int) -> float:
     """Mean of per-rank sums: the loss of the whole global batch, not just rank 0's share of it."""
     if world_size() > 1:

@@ -6,6 +6,7 @@ small readers that training, evaluation, the paper tables and the GPU check all 
     <run>/train.log              Hydra's log of train.py (its job name + .log)
     <run>/checkpoints/step_<N>/  one checkpoint (hira/training/checkpoint.py owns what is inside it)
     <run>/checkpoints/best       one line: the name of the checkpoint with the lowest validation loss
+    <run>/checkpoints/damaged_step_<N>/  a checkpoint resume found damaged and moved aside (never loaded)
     <run>/scores.json            the evaluator's entry per scored checkpoint, and "best"
     <run>/predictions/<name>/    the per-example rows of one scored checkpoint or model
 

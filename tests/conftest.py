@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import os
 import sys
@@ -30,17 +31,26 @@ def pytest_collection_modifyitems(config, items):
 DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
+@contextlib.contextmanager
+def distributed_env_kept():
+    """In-process training sets a one-rank environment whose MASTER_PORT this process keeps listening on;
+    a train.py subprocess started later must not inherit it."""
+    saved = {key: os.environ.get(key) for key in DIST_ENV}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(autouse=True)
 def restore_distributed_env():
-    """In-process training sets a one-rank environment whose MASTER_PORT this process keeps listening on;
-    a train.py subprocess started by a later test must not inherit it."""
-    saved = {key: os.environ.get(key) for key in DIST_ENV}
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    """Each test's in-process training (a module-scoped fixture's uses distributed_env_kept itself)."""
+    with distributed_env_kept():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ ISSUE_TABLE = [
     (["method.r=16"], "method.r=16: no such key; did you mean method.params.r?"),
 ]
 ENUMS = [
-    (["resume=maybe"], "resume=maybe: valid: auto, false"),
+    (["resume=maybe"], "resume=maybe: valid: auto, strict, false"),
     (["logger=tensorboard"], "logger=tensorboard: valid: none, wandb"),
     (["wandb.mode=onlin"], "wandb.mode=onlin: valid: offline, online, disabled"),
     (["train.on_nonfinite=ignore"], "train.on_nonfinite=ignore: valid: stop, skip"),

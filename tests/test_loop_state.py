@@ -80,5 +80,5 @@ def test_round_trip_through_a_real_checkpoint(engine, tmp_path):
     save(cfg, engine, tmp_path, schedule, state, 0.5, config_yaml="seed: 42\n")
     assert state.last_good == "step_8" and checkpoint.best_checkpoint(tmp_path).name == "step_8"
     on_disk = json.loads((tmp_path / "step_8" / checkpoint.STATE_FILE).read_text())
-    assert list(on_disk) == TRAINER_STATE_KEYS
+    assert list(on_disk) == TRAINER_STATE_KEYS + ["manifest"]  # the checkpoint announces its manifest.json
     assert_continues(restore(engine, tmp_path / "step_8"), state)

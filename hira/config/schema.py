@@ -30,7 +30,7 @@ def key(*, ge=None, gt=None, le=None, lt=None, check=None):
 # The choices that code elsewhere acts on: each is named once, here.
 LOSS_ON = ("response", "full")             # which tokens the loss covers (hira/data/tokenize.py)
 ON_NONFINITE = ("stop", "skip")            # a NaN/inf step (hira/training/guard.py)
-RESUME = ("auto", False)                   # resume=auto | false (hira/training/checkpoint.py)
+RESUME = ("auto", "strict", False)         # resume=auto | strict | false (hira/training/checkpoint.py)
 LOGGERS = ("none", "wandb")                # where metrics go besides metrics.jsonl (hira/training/runlog.py)
 WANDB_MODES = ("offline", "online", "disabled")
 EVAL_MODES = ("generate", "loglik")        # hira/evaluation/evaluator.py

@@ -26,7 +26,7 @@ from hira.evaluation.generation import answer_logliks, generate, prompts_for
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
 from hira.run_dir import RunDir
-from hira.training.checkpoint import list_checkpoints, load_adapter, select_checkpoints
+from hira.training.checkpoint import list_checkpoints, load_adapter, select_checkpoints, verify
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +145,24 @@ def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval
 
 
 def watch_checkpoints(run_dir: Path, score, already_scored=(), poll_s: float = 30, timeout_s: float | None = None):
-    """Call score(ckpt) for each checkpoint as it appears; return the scored names once training has finished."""
+    """Call score(ckpt) for each intact checkpoint as it appears; return the scored names once training has finished.
+
+    A damaged checkpoint is skipped with one warning; it is checked again on later polls, since a resumed run
+    moves it aside and writes that step anew."""
     run, scored, started = RunDir(run_dir), list(already_scored), time.monotonic()
+    damaged = {}  # name -> what was wrong with it when last checked
     while True:
         finished = run.training_ended()  # read before listing: the last checkpoint is saved before "end"
         for ckpt in list_checkpoints(run.checkpoints):
-            if ckpt.name not in scored:
+            if ckpt.name in scored:
+                continue
+            problem = verify(ckpt)
+            if problem is None:
                 score(ckpt)
                 scored.append(ckpt.name)
+            elif damaged.get(ckpt.name) != problem:
+                log.warning("watch: skipping checkpoint %s, it is damaged (%s)", ckpt, problem)
+            damaged[ckpt.name] = problem
         if finished:
             return scored
         if timeout_s is not None and time.monotonic() - started > timeout_s:

@@ -66,15 +66,19 @@ class Spectrum:
 
 def resolve_checkpoint(path: Path) -> tuple:
     """(run config, checkpoint folder) for a run directory (its best checkpoint) or a checkpoint folder."""
-    from hira.training.checkpoint import ADAPTER_FILE, CONFIG_FILE, best_checkpoint
+    from hira.training.checkpoint import ADAPTER_FILE, CONFIG_FILE, MANIFEST_FILE, best_checkpoint, check_intact
 
     path, run = Path(path), RunDir(path)
-    if (path / ADAPTER_FILE).is_file():
-        return OmegaConf.load(path / CONFIG_FILE), path
-    if run.config.is_file() and run.checkpoints.is_dir():
-        return OmegaConf.load(run.config), best_checkpoint(run.checkpoints)
-    raise UserError(f"{path} is neither a run directory (config.yaml + checkpoints/) nor a checkpoint "
-                    f"(adapter.safetensors); pass outputs/<task>/<method>/<model>/<run> or its checkpoints/step_<N>")
+    if (path / ADAPTER_FILE).is_file() or (path / MANIFEST_FILE).is_file():
+        ckpt, config = path, path / CONFIG_FILE
+    elif run.config.is_file() and run.checkpoints.is_dir():
+        ckpt, config = best_checkpoint(run.checkpoints), run.config
+    else:
+        raise UserError(f"{path} is neither a run directory (config.yaml + checkpoints/) nor a checkpoint "
+                        f"(adapter.safetensors); pass outputs/<task>/<method>/<model>/<run> or its "
+                        f"checkpoints/step_<N>")
+    check_intact(ckpt)  # before its config or weights are read
+    return OmegaConf.load(config), ckpt
 
 
 @torch.no_grad()

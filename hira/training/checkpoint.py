@@ -4,13 +4,20 @@ A checkpoint holds the trainable weights (adapter.safetensors, loadable by a sin
 engine state (optimizer, scheduler) for exact resume, per-rank RNG states, the trainer state and the config.
 A step_<N> folder exists only once complete (rename is atomic), so a kill during a save leaves the previous
 checkpoints and the `best` marker untouched; rotation renames a folder away before deleting it for the same reason.
+
+manifest.json, written last inside the rename, holds every other file's size and SHA-256: a file damaged after
+the save (a disk fault, a truncated copy between file systems) is found before anything loads it. Resume falls
+back past a damaged newest checkpoint (moved aside to damaged_step_<N>); eval and the update analysis refuse one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -21,11 +28,14 @@ from safetensors.torch import load_file, save_file
 from hira import distributed
 from hira.adapters import load_trainable_state_dict, trainable_state_dict
 from hira.errors import UserError
-from hira.files import write_text_atomic
+from hira.files import read_json, sha256, write_text_atomic
 from hira.run_dir import CONFIG_FILE, RunDir, best_marker, read_best_marker
 
 ADAPTER_FILE, STATE_FILE = "adapter.safetensors", "trainer_state.json"  # and CONFIG_FILE, the run's config.yaml
-TMP_PREFIX, TRASH_PREFIX = ".tmp_", ".del_"
+MANIFEST_FILE = "manifest.json"
+TMP_PREFIX, TRASH_PREFIX, DAMAGED_PREFIX = ".tmp_", ".del_", "damaged_"
+
+log = logging.getLogger(__name__)
 
 
 def step_name(step: int) -> str:
@@ -76,15 +86,101 @@ def save_checkpoint(engine, ckpt_root: Path, step: int, trainer_state: dict, con
         weights = {k: v.clone() for k, v in trainable_state_dict(engine.module).items()}
     engine.save_checkpoint(str(tmp), tag="engine", save_latest=False, exclude_frozen_parameters=True)
     torch.save({**rng_state(), **(rank_state or {})}, tmp / f"rng_rank{distributed.rank()}.pt")
-    distributed.barrier()  # every rank's files are in tmp before it becomes visible as complete
     if distributed.is_main():
         save_file(weights, str(tmp / ADAPTER_FILE))
-        (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
+        # the key tells a checkpoint whose manifest went missing from one written before manifests existed
+        (tmp / STATE_FILE).write_text(json.dumps({**trainer_state, "manifest": MANIFEST_FILE}, indent=1))
         (tmp / CONFIG_FILE).write_text(config_yaml)
+    distributed.barrier()  # every rank's files are in tmp before the manifest lists them
+    write_manifest(tmp)
+    if distributed.is_main():
         remove_dir(final)
         os.rename(tmp, final)
     distributed.barrier()
     return final
+
+
+# --- the manifest: each file's size and digest, checked before a checkpoint is loaded ------------------------
+
+def checkpoint_files(folder: Path) -> list[str]:
+    """Every file under folder but the manifest, as sorted relative POSIX paths."""
+    return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*")
+                  if p.is_file() and p.name != MANIFEST_FILE)
+
+
+def describe_files(folder: Path, names: list[str]) -> dict:
+    return {name: {"size": (Path(folder) / name).stat().st_size, "sha256": sha256(Path(folder) / name)}
+            for name in names}
+
+
+def listing_digest(files: dict) -> str:
+    """SHA-256 of the manifest's own listing: a flipped byte in manifest.json shows as damage to it."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """manifest.json in folder (called by every rank). Each rank digests a share of the files, since a full
+    fine-tune's optimizer state runs to tens of GB; rank 0 lists them and writes the manifest."""
+    names = distributed.broadcast_object(checkpoint_files(folder) if distributed.is_main() else None)
+    shares = distributed.gather_objects(describe_files(folder, names[distributed.rank()::distributed.world_size()]))
+    if distributed.is_main():
+        described = {name: entry for share in shares for name, entry in share.items()}
+        files = {name: described[name] for name in names}  # in listing order
+        (Path(folder) / MANIFEST_FILE).write_text(json.dumps({"files": files, "sha256": listing_digest(files)},
+                                                             indent=1))
+
+
+def written_before_manifests(ckpt: Path) -> bool:
+    """A checkpoint from before manifests existed (its trainer state does not announce one)."""
+    return not (Path(ckpt) / MANIFEST_FILE).exists() and "manifest" not in (read_json(Path(ckpt) / STATE_FILE) or {})
+
+
+def damage(ckpt: Path) -> str | None:
+    """What is wrong with ckpt's files, in a few words (which file; expected and found size or digest), or None
+    when every file matches its manifest. A checkpoint written before manifests has nothing to check: None."""
+    ckpt = Path(ckpt)
+    if written_before_manifests(ckpt):
+        return None
+    manifest = read_json(ckpt / MANIFEST_FILE)
+    if manifest is None:
+        return f"{MANIFEST_FILE} is {'unreadable' if (ckpt / MANIFEST_FILE).exists() else 'missing'}"
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or manifest.get("sha256") != listing_digest(files):
+        return f"{MANIFEST_FILE} does not match its own digest"
+    for name, want in files.items():  # sizes first: a missing or truncated file shows without reading any
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != want["size"]:
+            return f"{name}: expected {want['size']} bytes, found {path.stat().st_size}"
+    for name, want in files.items():
+        found = sha256(ckpt / name)
+        if found != want["sha256"]:
+            return f"{name}: expected sha256 {want['sha256'][:16]}..., found {found[:16]}..."
+    return None
+
+
+def verify(ckpt: Path) -> str | None:
+    """damage(ckpt), with a one-line note when ckpt predates manifests and so loads unverified."""
+    if written_before_manifests(ckpt):
+        log.warning("%s was written before checkpoints had manifests: loading it unverified", ckpt)
+    return damage(ckpt)
+
+
+def check_intact(ckpt: Path) -> None:
+    """A one-line UserError naming the damaged file of ckpt, before anything loads it."""
+    problem = verify(ckpt)
+    if problem:
+        raise UserError(f"checkpoint {ckpt} is damaged ({problem}); it cannot be loaded: pick another checkpoint "
+                        f"(checkpoints=step_<N>) or retrain that step")
+
+
+def set_aside(ckpt: Path) -> Path:
+    """Move a damaged checkpoint out of the step_<N> names (kept for inspection, never loaded or rotated)."""
+    aside = ckpt.with_name(DAMAGED_PREFIX + ckpt.name)
+    remove_dir(aside)  # a copy of the same step damaged before
+    os.rename(ckpt, aside)
+    return aside
 
 
 def remove_dir(path: Path) -> None:
@@ -120,9 +216,10 @@ def rotate(ckpt_root: Path, keep_last: int | None) -> list[str]:
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
-    """Complete checkpoints (renamed into place), oldest first."""
+    """Complete checkpoints (renamed into place), oldest first; damage() tells whether their files are intact."""
     root = Path(ckpt_root)
-    found = [p for p in root.glob("step_*") if (p / ADAPTER_FILE).is_file()] if root.is_dir() else []
+    found = [p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name) and p.is_dir()] \
+        if root.is_dir() else []
     return sorted(found, key=lambda p: int(p.name.split("_")[1]))
 
 
@@ -147,6 +244,8 @@ def select_checkpoints(ckpt_root: Path, which: str) -> list[Path]:
     if not found:
         raise UserError(f"checkpoints={which}: no such checkpoint in {ckpt_root} "
                         f"(valid: best, all, or one of {', '.join(p.name for p in list_checkpoints(ckpt_root))})")
+    for ckpt in found:  # every one before the first loads
+        check_intact(ckpt)
     return found
 
 
@@ -197,16 +296,42 @@ def load_adapter(model, ckpt: Path, cfg=None) -> None:
 
 
 def resume_point(ckpt_root: Path, mode) -> Path | None:
-    """The checkpoint to continue from: the latest complete one for resume=auto, none for resume=false
-    (the schema, hira/config/schema.py, lets no other mode through).
+    """The checkpoint to continue from (rank 0 decides): the newest intact one for resume=auto, the newest one if
+    intact for resume=strict, none for resume=false (the schema, hira/config/schema.py, lets no other mode through).
 
-    resume=false refuses a run_dir that already holds checkpoints rather than silently mixing two runs in it.
+    resume=auto moves damaged newer checkpoints aside and puts `best` back as it was when the one it continues was
+    saved: the run goes on as if they had never been written. resume=false refuses a run_dir that already holds
+    checkpoints rather than silently mixing two runs in it.
     """
     found = list_checkpoints(ckpt_root)
     if mode is False and found:
         raise UserError(f"resume=false but run_dir {Path(ckpt_root).parent} already has checkpoints "
                         f"({found[-1].name} latest); use resume=auto to continue it or pass a new run_dir=")
-    return found[-1] if found else None
+    intact, moved = None, False
+    while found and intact is None:
+        newest = found.pop()
+        problem = verify(newest)
+        if problem is None:
+            intact = newest
+        elif mode == "strict":
+            raise UserError(f"checkpoint {newest} is damaged ({problem}); resume=strict stops here (resume=auto "
+                            f"falls back to the newest intact checkpoint)")
+        else:
+            moved = True
+            log.warning("checkpoint %s is damaged (%s): moved to %s; falling back to %s", newest, problem,
+                        set_aside(newest).name, found[-1].name if found else "a fresh start")
+    if moved:
+        restore_best_marker(Path(ckpt_root), intact)
+    return intact
+
+
+def restore_best_marker(ckpt_root: Path, ckpt: Path | None) -> None:
+    """`best` as it was when ckpt was saved (none before any checkpoint, or if that one has since been rotated)."""
+    best_step = trainer_state(ckpt)["best_step"] if ckpt is not None else None
+    if best_step is not None and (ckpt_root / step_name(best_step)).is_dir():
+        mark_best(ckpt_root, best_step)
+    else:
+        best_marker(ckpt_root).unlink(missing_ok=True)
 
 
 def check_world_size(ckpt: Path, world: int) -> None:

@@ -175,15 +175,32 @@ def batch_grouping(cfg, train_set: list) -> tuple[tuple, float]:
     return grouping, padding
 
 
+def resume_point(cfg, run: RunDir) -> Path | None:
+    """checkpoint.resume_point, decided by rank 0 (it may move damaged checkpoints aside) and given to every rank;
+    its UserError is raised on every rank, so none waits for the others forever."""
+    outcome = None
+    if distributed.is_main():
+        try:
+            outcome = checkpoint.resume_point(run.checkpoints, cfg.resume)
+        except UserError as e:
+            outcome = e
+    outcome = distributed.broadcast_object(outcome)
+    if isinstance(outcome, UserError):
+        raise outcome
+    return outcome
+
+
 def start_or_resume(cfg, run: RunDir):
     """The checkpoint this run continues (None for a fresh start), checked against the config on every rank."""
-    ckpt = checkpoint.resume_point(run.checkpoints, cfg.resume)
+    ckpt = resume_point(cfg, run)
     if ckpt is not None:
         checkpoint.check_compatible(ckpt, cfg, resuming=True)
         checkpoint.check_world_size(ckpt, distributed.world_size())
         if distributed.is_main():  # a kill during a save or rotation leaves temp folders; redone events go too
             checkpoint.clean_partial(run.checkpoints)
             truncate_after(run.metrics, checkpoint.trainer_state(ckpt)["step"])
+    elif distributed.is_main() and run.metrics.exists():  # all its events are redone from the start
+        run.metrics.unlink()
     distributed.barrier()
     return ckpt
 
