@@ -1,5 +1,6 @@
 """Smoke test of hira-bench-adapters at toy sizes; the memory column is exact on CPU, so it is checked."""
 
+import pytest
 import torch
 
 from benchmarks import bench_adapters as bench
@@ -8,6 +9,7 @@ TOY = ["--shapes", "48x80", "--tokens", "16", "--rank", "4", "--hidden", "64", "
        "--seq", "24", "--decode-tokens", "2", "--group-examples", "16", "--warmup", "0", "--reps", "1"]
 
 
+@pytest.mark.slow  # every method through the four benchmark sections: about 15 s of CPU, a sixth of the fast tier
 def test_bench_runs_and_reports_every_method():
     threads = torch.get_num_threads()
     try:
