@@ -162,3 +162,18 @@ def test_no_checkpoints_yet_says_so(tmp_path, events, status):
             checkpoint.select_checkpoints(tmp_path / "checkpoints", which)
         assert str(err.value).startswith(f"checkpoints={which}: run {tmp_path} has no checkpoints yet; {status}")
         assert "\n" not in str(err.value)
+
+
+def test_a_discarded_run_folder_takes_its_empty_parents_along(tmp_path):
+    """Hydra makes outputs/<task>/<method>/<model>/<time> with its parents; a run stopped by its checks removes
+    the parents it left empty, up to the working directory, and no further."""
+    from hira.cli import remove_empty_parents
+
+    kept = tmp_path / "outputs" / "synthetic"
+    (kept / "other_run").mkdir(parents=True)
+    empty = kept / "hira" / "tiny"
+    empty.mkdir(parents=True)
+    remove_empty_parents(empty, tmp_path)
+    assert not (kept / "hira").exists() and (kept / "other_run").is_dir()
+    remove_empty_parents(kept / "other_run", tmp_path)
+    assert not (tmp_path / "outputs").exists() and tmp_path.is_dir()  # the working directory itself stays
