@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from hira.training import checkpoint
 from hira.training.cost import RunCost
-from hira.training.loop import BestSoFar, LoopState, Schedule, restore, save, trainer_state
+from hira.training.loop import BestSoFar, LoopState, Schedule, build_trainer_state, restore, save
 
 # trainer_state.json as every checkpoint so far has written it, in this order
 TRAINER_STATE_KEYS = ["step", "epoch", "step_in_epoch", "val_loss", "best_step", "best_val_loss", "world_size",
@@ -51,7 +51,7 @@ def test_a_fresh_state_starts_at_step_one_with_no_best():
 
 def test_trainer_state_keeps_its_keys_and_values():
     cfg, state = config(), mid_run_state()
-    saved = trainer_state(cfg, state, Schedule(steps_per_epoch=5, total_steps=20, accumulation=1), val_loss=0.75)
+    saved = build_trainer_state(cfg, state, Schedule(steps_per_epoch=5, total_steps=20, accumulation=1), val_loss=0.75)
     assert list(saved) == TRAINER_STATE_KEYS
     assert {k: saved[k] for k in TRAINER_STATE_KEYS[:9]} == {
         "step": 8, "epoch": 1, "step_in_epoch": 3, "val_loss": 0.75, "best_step": 4, "best_val_loss": 0.5,

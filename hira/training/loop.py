@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -90,8 +93,8 @@ def build_engine(cfg, model, schedule: Schedule):
     if cfg.train.gradient_checkpointing:  # recompute activations in backward; non-reentrant works with frozen inputs
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # each trainable tensor at train.lr times its method's lr_scale (LoRA+'s B matrices: lr_ratio times)
-    optimizer = guard.GuardedAdamW(param_groups(model, cfg.train.lr), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                   betas=tuple(cfg.train.adam_betas))
+    optimizer = guard.GuardedAdamW(param_groups(model, cfg.train.lr), lr=cfg.train.lr,
+                                   weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.adam_betas))
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.train.warmup_steps, schedule.total_steps)
     ds_config = engine_config.deepspeed_config(cfg.hardware.ds_config, cfg.hardware.micro_batch_size,
                                                schedule.accumulation, cfg.train.grad_clip)
@@ -142,20 +145,52 @@ def pre_clip_grad_norm(engine, own_norm: float | None) -> float | None:
     return float(reported) if reported is not None else own_norm
 
 
-def train_step(engine, optimizer, cfg, schedule: Schedule, step: int, train_set: list, collate,
-               grouping: tuple) -> tuple[list[float], float | None]:
-    """One optimizer step over this rank's micro batches of global batch `step`; returns their losses and the
-    step's pre-clip gradient norm.
+@dataclass
+class TrainBatches:
+    """Which examples each optimizer step trains on: every epoch's order (shuffled by data_seed, grouped by length
+    with data.group_by_length) cut into global batches, and this rank's micro batches of each."""
 
-    `grouping` is epoch_order's (lengths or None, global batch, mega batch) for length-grouped batching."""
-    epoch, step_in_epoch = divmod(step - 1, schedule.steps_per_epoch)
-    order = batches.epoch_order(len(train_set), cfg.data_seed, epoch, *grouping)
+    examples: list
+    collate: Callable
+    steps_per_epoch: int
+    data_seed: int
+    global_batch: int
+    micro_batch: int
+    group_by_length: bool
+    mega_batch: int
+
+    @classmethod
+    def from_config(cls, cfg, examples: list, collate, schedule: Schedule) -> "TrainBatches":
+        return cls(examples, collate, schedule.steps_per_epoch, cfg.data_seed, cfg.train.global_batch_size,
+                   cfg.hardware.micro_batch_size, cfg.data.group_by_length, cfg.data.mega_batch)
+
+    @functools.cached_property
+    def lengths(self) -> tuple[int, ...]:
+        return tuple(len(e["input_ids"]) for e in self.examples)
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        return batches.epoch_order(len(self.examples), self.data_seed, epoch,
+                                   self.lengths if self.group_by_length else None, self.global_batch, self.mega_batch)
+
+    def padding_fraction(self) -> float:
+        """The share of pad tokens in epoch 0's micro batches."""
+        return batches.padding_fraction(self.epoch_order(0), self.lengths, self.global_batch, self.micro_batch)
+
+    def for_step(self, step: int, device) -> Iterator[dict]:
+        """This rank's micro batches of global batch `step` (1-based), collated onto `device`."""
+        epoch, step_in_epoch = divmod(step - 1, self.steps_per_epoch)
+        for ids in batches.micro_batches_for_rank(self.epoch_order(epoch), step_in_epoch, self.global_batch,
+                                                  self.micro_batch, distributed.rank(), distributed.world_size()):
+            yield to_device(self.collate([self.examples[i] for i in ids]), device)
+
+
+def train_step(engine, optimizer, micro_batches: Iterable[dict]) -> tuple[list[float], float | None]:
+    """One optimizer step over this rank's micro batches; returns their losses and the step's pre-clip gradient
+    norm."""
     optimizer.begin_step()
     losses, own_norm = [], None
-    for ids in batches.micro_batches_for_rank(order, step_in_epoch, cfg.train.global_batch_size,
-                                              cfg.hardware.micro_batch_size, distributed.rank(),
-                                              distributed.world_size()):
-        loss = engine(**to_device(collate([train_set[i] for i in ids]), engine.device)).loss
+    for batch in micro_batches:
+        loss = engine(**batch).loss
         optimizer.note_loss(loss)
         engine.backward(loss)
         if engine.is_gradient_accumulation_boundary():  # gradients are complete; engine.step() clips them
@@ -163,16 +198,6 @@ def train_step(engine, optimizer, cfg, schedule: Schedule, step: int, train_set:
         engine.step()
         losses.append(loss.item())
     return losses, pre_clip_grad_norm(engine, own_norm)
-
-
-def batch_grouping(cfg, train_set: list) -> tuple[tuple, float]:
-    """epoch_order's grouping arguments (data.group_by_length) and the padding share they give in epoch 0."""
-    lengths = tuple(len(e["input_ids"]) for e in train_set)
-    grouping = (lengths if cfg.data.group_by_length else None, cfg.train.global_batch_size, cfg.data.mega_batch)
-    padding = batches.padding_fraction(batches.epoch_order(len(train_set), cfg.data_seed, 0, *grouping), lengths,
-                                       cfg.train.global_batch_size, cfg.hardware.micro_batch_size)
-    log.info("padding: %.1f%% of training tokens (data.group_by_length=%s)", 100 * padding, cfg.data.group_by_length)
-    return grouping, padding
 
 
 def resume_point(cfg, run: RunDir) -> Path | None:
@@ -210,8 +235,9 @@ def restore(engine, ckpt: Path) -> LoopState:
     return LoopState.from_state(checkpoint.restore(engine, ckpt), ckpt.name)
 
 
-def trainer_state(cfg, state: LoopState, schedule: Schedule, val_loss: float) -> dict:
-    """trainer_state.json: the loop's state, this checkpoint's validation loss and what resuming checks."""
+def build_trainer_state(cfg, state: LoopState, schedule: Schedule, val_loss: float) -> dict:
+    """What a checkpoint's trainer_state.json holds (save_checkpoint writes it, checkpoint.trainer_state reads it
+    back): the loop's state, this checkpoint's validation loss and what resuming checks."""
     epoch, step_in_epoch = divmod(state.step, schedule.steps_per_epoch)  # where the next step's batch comes from
     shared = state.to_state()  # step, best_step, best_val_loss, then the cost totals
     # each key once, in the order checkpoints have always had
@@ -224,8 +250,8 @@ def save(cfg, engine, ckpt_root: Path, schedule: Schedule, state: LoopState, val
          config_yaml: str) -> None:
     """Checkpoint step_<N> (N = state.step) with all resume needs, move `best`, rotate; state.last_good names it."""
     step = state.step
-    checkpoint.save_checkpoint(engine, ckpt_root, step, trainer_state(cfg, state, schedule, val_loss), config_yaml,
-                               rank_state=state.rank_state())
+    checkpoint.save_checkpoint(engine, ckpt_root, step, build_trainer_state(cfg, state, schedule, val_loss),
+                               config_yaml, rank_state=state.rank_state())
     if distributed.is_main():
         if state.best.step == step:
             checkpoint.mark_best(ckpt_root, step)
@@ -240,21 +266,36 @@ def train(cfg) -> Path:
     """
     check_train_config(cfg)  # every key and input path, before anything is read or written
     data = load_run_inputs(cfg)  # training, validation and test files: a broken one fails before the model loads
+    run = start_processes(cfg)
+    resume_from = start_or_resume(cfg, run)
+    config_yaml, metrics = open_run_records(cfg, run)
+    loop = build_loop(cfg, data, run, config_yaml, metrics)
+    loop.start(resume_from)
+    loop.run()
+    return run.path
+
+
+def start_processes(cfg) -> RunDir:
+    """Join the distributed job (one process or many) and agree on the run directory."""
     distributed.init_distributed(cfg.hardware.device)
     if cfg.hardware.torch_threads:
         torch.set_num_threads(cfg.hardware.torch_threads)
     run_dir = Path(distributed.broadcast_object(cfg.run_dir))  # ranks resolve ${now:} a moment apart
-    run = RunDir(run_dir)
-    ckpt_root = run.checkpoints
-    main = distributed.is_main()
     cfg.run_dir = str(run_dir)
-    resume_from = start_or_resume(cfg, run)
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    if main:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        run.config.write_text(config_yaml)
-    metrics = open_metrics(cfg, run_dir, enabled=main)  # a missing wandb fails here, before any loading
+    return RunDir(run_dir)
 
+
+def open_run_records(cfg, run: RunDir):
+    """config.yaml written (rank 0) and metrics.jsonl opened; (the config's yaml, the metrics writer)."""
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    if distributed.is_main():
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        run.config.write_text(config_yaml)
+    return config_yaml, open_metrics(cfg, run.path, enabled=distributed.is_main())  # a missing wandb fails here
+
+
+def build_loop(cfg, data, run: RunDir, config_yaml: str, metrics) -> "Loop":
+    """The model with its method, the tokenized splits, the schedule and the DeepSpeed engine."""
     model, tokenizer = load_adapted_model(cfg, cfg.hardware.device)
     train_set, val_set, n_trunc = tokenized_splits(tokenizer, data, cfg.task)  # cached: a rerun skips tokenizing
     schedule = Schedule.from_config(cfg, len(train_set), distributed.world_size())
@@ -263,59 +304,108 @@ def train(cfg) -> Path:
     log.info("%s on %s/%s: %d train (%d truncated at %d tokens), %d val; %d steps; trainable %d (%.4f%%)",
              cfg.method.name, cfg.model.name, cfg.task.name, len(train_set), n_trunc, cfg.task.cutoff_len,
              len(val_set), schedule.total_steps, n_trainable, 100 * n_trainable / n_total)
-
-    grouping, padding = batch_grouping(cfg, train_set)
-    engine, optimizer = build_engine(cfg, model, schedule)
     collate = batches.make_collator(tokenizer)
-    if resume_from is None:
-        state = LoopState()
-        metrics.write("start", trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
-                      train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc,
-                      seed=cfg.seed, data_seed=cfg.data_seed, padding_fraction=round(padding, 4))
-    else:
-        state = restore(engine, resume_from)
-        metrics.write("resume", step=state.step, checkpoint=state.last_good, total_steps=schedule.total_steps)
-        log.info("resuming %s from %s", run_dir, state.last_good)
-    engine.train()
-    bar = tqdm(total=schedule.total_steps, initial=state.step, desc="train", disable=not main, dynamic_ncols=True)
-    for step in range(state.step + 1, schedule.total_steps + 1):
+    train_batches = TrainBatches.from_config(cfg, train_set, collate, schedule)
+    padding = train_batches.padding_fraction()
+    log.info("padding: %.1f%% of training tokens (data.group_by_length=%s)", 100 * padding, cfg.data.group_by_length)
+    engine, optimizer = build_engine(cfg, model, schedule)
+    start_fields = dict(trainable_params=n_trainable, total_params=n_total, total_steps=schedule.total_steps,
+                        train_examples=len(train_set), val_examples=len(val_set), truncated=n_trunc, seed=cfg.seed,
+                        data_seed=cfg.data_seed, padding_fraction=round(padding, 4))
+    return Loop(cfg, engine, optimizer, schedule, train_batches, val_set, run, config_yaml, metrics, start_fields)
+
+
+def due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
+
+
+@dataclass
+class Loop:
+    """The training steps and what they share: the engine and its guarded optimizer, the batches, the validation
+    set, the run's records and the loop's state."""
+
+    cfg: Any
+    engine: Any
+    optimizer: guard.GuardedAdamW
+    schedule: Schedule
+    batches: TrainBatches
+    val_set: list
+    run_dir: RunDir
+    config_yaml: str
+    metrics: Any
+    start_fields: dict  # the "start" event's fields
+    state: LoopState = field(default_factory=LoopState)
+    grad_norm: float | None = None  # the last step's, logged with the next train event
+    bar: Any = None  # the progress bar, while run() runs
+
+    def start(self, resume_from: Path | None) -> None:
+        """A fresh state, or the one restored from resume_from, and the event that says which."""
+        if resume_from is None:
+            self.metrics.write("start", **self.start_fields)
+        else:
+            self.state = restore(self.engine, resume_from)
+            self.metrics.write("resume", step=self.state.step, checkpoint=self.state.last_good,
+                               total_steps=self.schedule.total_steps)
+            log.info("resuming %s from %s", self.run_dir.path, self.state.last_good)
+
+    def run(self) -> None:
+        total = self.schedule.total_steps
+        self.engine.train()
+        self.bar = tqdm(total=total, initial=self.state.step, desc="train", disable=not distributed.is_main(),
+                        dynamic_ncols=True)
+        try:
+            for step in range(self.state.step + 1, total + 1):
+                self.step(step)
+                if due(step, self.cfg.train.log_steps, total):
+                    self.log_train(step)
+                if due(step, self.cfg.train.eval_steps, total):
+                    self.validate_and_save(step)
+        finally:
+            self.bar.close()
+        # train_time_s / peak_memory_gb: the whole run's (summed / max over every process that trained it)
+        self.metrics.write("end", step=total, best_step=self.state.best.step, **self.state.cost.end_fields())
+        self.metrics.close()
+
+    def step(self, step: int) -> None:
+        """One optimizer step; a non-finite one is skipped or stops the run (train.on_nonfinite)."""
+        state = self.state
         with state.cost.clocked():
-            losses, grad_norm = train_step(engine, optimizer, cfg, schedule, step, train_set, collate, grouping)
-        if optimizer.skipped:  # the guard kept this step's update out of the weights
-            metrics.write("nonfinite", step=step, loss=_mean_or_none(losses), action=cfg.train.on_nonfinite)
-            if cfg.train.on_nonfinite == "stop":
-                bar.close()
-                raise guard.nonfinite_error(step, "loss or gradient norm", state.last_good, run_dir)
+            losses, self.grad_norm = train_step(self.engine, self.optimizer,
+                                                self.batches.for_step(step, self.engine.device))
+        if self.optimizer.skipped:  # the guard kept this step's update out of the weights
+            action = self.cfg.train.on_nonfinite
+            self.metrics.write("nonfinite", step=step, loss=_mean_or_none(losses), action=action)
+            if action == "stop":
+                raise guard.nonfinite_error(step, "loss or gradient norm", state.last_good, self.run_dir.path)
         else:
             state.running.extend(losses)
-        on_step(engine.module, step)  # per-step adapter hooks (LoRA-Dash's phase switch), before any checkpoint
+        on_step(self.engine.module, step)  # per-step adapter hooks (LoRA-Dash's phase switch), before any checkpoint
         state.step = step
-        bar.update(1)
-        if step % cfg.train.log_steps == 0 or step == schedule.total_steps:
-            running = state.running
-            train_loss = distributed.mean_across_ranks(sum(running), len(running)) if running else None
-            running.clear()
-            bar.set_postfix(loss=f"{train_loss:.4f}" if train_loss is not None else "skipped")
-            metrics.write("train", step=step, epoch=round(step / schedule.steps_per_epoch, 4), loss=train_loss,
-                          lr=engine.get_lr()[0], grad_norm=grad_norm)
-        if step % cfg.train.eval_steps == 0 or step == schedule.total_steps:
-            with state.cost.clocked():
-                val_loss = validation_loss(engine, val_set, collate, cfg.train.eval_batch_size)
-            if not math.isfinite(val_loss):  # the weights themselves broke: no skipping past that, keep the last good
-                metrics.write("nonfinite", step=step, val_loss=val_loss, action="stop")
-                bar.close()
-                raise guard.nonfinite_error(step, "validation loss", state.last_good, run_dir)
-            state.record_validation(step, val_loss)
-            save(cfg, engine, ckpt_root, schedule, state, val_loss, config_yaml)
-            best = state.best
-            metrics.write("eval", step=step, val_loss=val_loss, best_step=best.step, best_val_loss=best.val_loss)
-            if main:
-                bar.write(f"step {step}: val_loss {val_loss:.4f} (best {best.val_loss:.4f} at step {best.step})")
-    bar.close()
-    # train_time_s / peak_memory_gb: the whole run's (summed / max over every process that trained it)
-    metrics.write("end", step=schedule.total_steps, best_step=state.best.step, **state.cost.end_fields())
-    metrics.close()
-    return run_dir
+        self.bar.update(1)
+
+    def log_train(self, step: int) -> None:
+        """The mean training loss across ranks since the last log, the learning rate and the gradient norm."""
+        running = self.state.running
+        train_loss = distributed.mean_across_ranks(sum(running), len(running)) if running else None
+        running.clear()
+        self.bar.set_postfix(loss=f"{train_loss:.4f}" if train_loss is not None else "skipped")
+        self.metrics.write("train", step=step, epoch=round(step / self.schedule.steps_per_epoch, 4), loss=train_loss,
+                           lr=self.engine.get_lr()[0], grad_norm=self.grad_norm)
+
+    def validate_and_save(self, step: int) -> None:
+        """The validation loss, then a checkpoint; a non-finite loss stops the run at the last good checkpoint."""
+        state = self.state
+        with state.cost.clocked():
+            val_loss = validation_loss(self.engine, self.val_set, self.batches.collate, self.cfg.train.eval_batch_size)
+        if not math.isfinite(val_loss):  # the weights themselves broke: no skipping past that, keep the last good
+            self.metrics.write("nonfinite", step=step, val_loss=val_loss, action="stop")
+            raise guard.nonfinite_error(step, "validation loss", state.last_good, self.run_dir.path)
+        state.record_validation(step, val_loss)
+        save(self.cfg, self.engine, self.run_dir.checkpoints, self.schedule, state, val_loss, self.config_yaml)
+        best = state.best
+        self.metrics.write("eval", step=step, val_loss=val_loss, best_step=best.step, best_val_loss=best.val_loss)
+        if distributed.is_main():
+            self.bar.write(f"step {step}: val_loss {val_loss:.4f} (best {best.val_loss:.4f} at step {best.step})")
 
 
 def _mean_or_none(values: list[float]):
