@@ -7,6 +7,7 @@ import hydra
 from omegaconf import OmegaConf
 
 from hira.cli import check_eval_args, check_group_choices
+from hira.distributed import strip_launcher_args
 from hira.errors import report_user_errors
 
 
@@ -38,5 +39,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = strip_launcher_args(sys.argv)  # `deepspeed --num_gpus N eval.py ...`: every rank scores a shard
     report_user_errors(check_arguments)(sys.argv[1:])  # before Hydra creates <run_dir>/eval_logs
     main()

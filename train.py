@@ -4,20 +4,13 @@ Under the deepspeed launcher every rank runs this file; the launcher's --local_r
 read LOCAL_RANK from the environment) and only rank 0 writes Hydra's logs and the run directory.
 """
 
-import os
 import sys
 
 import hydra
 
 from hira.cli import check_group_choices, discard_unstarted_run_dir
+from hira.distributed import strip_launcher_args
 from hira.errors import report_user_errors
-
-
-def strip_launcher_args(argv: list[str]) -> list[str]:
-    argv = [a for a in argv if not a.startswith("--local_rank")]
-    if int(os.environ.get("RANK", "0")) > 0:  # one run directory, written by rank 0
-        argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra.run.dir=."]
-    return argv
 
 
 def check_arguments(args: list[str]) -> None:
@@ -33,11 +26,10 @@ def check_arguments(args: list[str]) -> None:
 @report_user_errors
 @discard_unstarted_run_dir  # a run stopped by its up-front checks leaves no folder
 def main(cfg) -> None:
-    from hira import distributed
     from hira.training.loop import train
 
     run_dir = train(cfg)
-    if cfg.evaluate_after_training and distributed.is_main():
+    if cfg.evaluate_after_training:  # every rank scores a shard of the questions; rank 0 writes
         from hira.evaluation.evaluator import evaluate_run
 
         evaluate_run(run_dir, "best", limit=cfg.get("eval_limit"))

