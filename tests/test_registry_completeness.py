@@ -39,7 +39,7 @@ ORACLES = {
     "p_tuning": "test_real_model_methods.py::test_trains_on_real_model_and_freezes_the_base",
     "full": "test_real_model_methods.py::test_trains_on_real_model_and_freezes_the_base",
 }
-METHOD_DOCS = [ROOT / "README.md", ROOT / "docs" / "methods.md"]  # the method table (what it is, defaults, oracle)
+METHOD_DOCS = [ROOT / "docs" / "methods.md"]  # the method table (what it is, defaults, oracle)
 
 
 def function_names(path) -> set[str]:
