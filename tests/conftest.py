@@ -1,6 +1,7 @@
 import contextlib
 import copy
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,6 +81,13 @@ def data_folder(path: Path) -> Path:
     there, so the test makes it (the synthetic files are written into it on first use)."""
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_script(script, *args, timeout: int = 600, cwd=ROOT) -> subprocess.CompletedProcess:
+    """`python <script> args...` (train.py, eval.py, scripts/*.py, relative to the checkout), run from the checkout
+    with its output captured: what every test that launches a command uses."""
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def common_overrides(workdir: Path) -> list[str]:

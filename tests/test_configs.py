@@ -1,24 +1,17 @@
 """The paper's settings as `--cfg job` shows them, and a clear failure when the 8B weights are missing."""
 
-import subprocess
-import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, run_script
 
 pytestmark = pytest.mark.slow  # train.py in a subprocess
 
 PAPER = ["method=hira", "model=llama3_8b", "task=commonsense"]
 
 
-def cli(*args, script="train.py"):
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-
-
 def test_paper_settings():
-    proc = cli(*PAPER, "--cfg", "job", "--resolve")
+    proc = run_script("train.py", *PAPER, "--cfg", "job", "--resolve")
     assert proc.returncode == 0, proc.stderr
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["method"]["name"] == "hira" and cfg["method"]["params"] == {"r": 32}
@@ -33,7 +26,7 @@ def test_paper_settings():
 
 
 def test_missing_weights_fail_fast_with_one_line(tmp_path):
-    proc = cli(*PAPER, f"model.path={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run")
+    proc = run_script("train.py", *PAPER, f"model.path={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr

@@ -11,7 +11,7 @@ import random
 
 import pytest
 import torch
-from conftest import ROOT, smollm2_config
+from conftest import ROOT, run_script, smollm2_config
 from omegaconf import OmegaConf
 
 from hira.data.parlai_reader import dialogue_records, parse_self_original
@@ -23,7 +23,7 @@ from hira.evaluation.evaluator import eval_settings, score_by_loglik
 from hira.evaluation.generation import answer_logliks, generate, length_sorted_batches, prompts_for
 from hira.evaluation.prefill import beam_search, pad_rows
 from hira.models.loading import load_base_model
-from test_eval_models import eval_cli, tiny_settings
+from test_eval_models import tiny_settings
 
 # Sums of ~5-10 log-probabilities of magnitude < 30 in fp32 (ulp ~2e-6 at 30): another batch composition and
 # attention order move them by ~1e-5 at most; the bound is 1e-4.
@@ -186,6 +186,6 @@ def test_unknown_engine_is_one_clear_error():
 @pytest.mark.slow
 def test_unknown_engine_on_the_command_line_exits_2_in_one_line(tmp_path):
     out = tmp_path / "scored"
-    proc = eval_cli("model=tiny", "task=synthetic", f"run_dir={out}", "eval.engine=vllm")
+    proc = run_script("eval.py", "model=tiny", "task=synthetic", f"run_dir={out}", "eval.engine=vllm")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["error: eval.engine=vllm: valid: prefill, hf"]
     assert not out.exists()

@@ -1,12 +1,10 @@
 """eval.py beyond training runs: the untuned base model (the tables' base row) and a peft adapter folder."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import ROOT, TEST_TINY, data_folder
+from conftest import ROOT, TEST_TINY, data_folder, run_script
 from omegaconf import OmegaConf
 
 from hira.adapters import apply, export_peft, merge
@@ -16,11 +14,6 @@ from hira.models.loading import load_base_model
 from hira.paper.tables import make_tables
 
 SUBSETS = ["boolq", "piqa"]
-
-
-def eval_cli(*overrides):
-    return subprocess.run([sys.executable, str(ROOT / "eval.py"), *map(str, overrides)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
 
 
 def tiny_settings(workdir) -> list[str]:
@@ -42,7 +35,7 @@ def tiny_cfgs(workdir):
 @pytest.mark.slow
 def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
     out = tmp_path / "scored" / "base_tiny"
-    proc = eval_cli("model=tiny", "task=synthetic", *tiny_settings(workdir), f"run_dir={out}", "limit=4",
+    proc = run_script("eval.py", "model=tiny", "task=synthetic", *tiny_settings(workdir), f"run_dir={out}", "limit=4",
                     "num_beams=2", f"subsets=[{','.join(SUBSETS)}]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = json.loads((out / "scores.json").read_text())
@@ -90,6 +83,6 @@ def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
 ])
 @pytest.mark.slow
 def test_eval_needs_a_run_or_a_model_in_one_line(args, says):
-    proc = eval_cli(*args)
+    proc = run_script("eval.py", *args)
     assert proc.returncode == 2 and says in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

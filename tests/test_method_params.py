@@ -5,9 +5,8 @@ for the command line's overrides (exit 2, one line, no traceback)."""
 import re
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_script
 from omegaconf import OmegaConf
-from test_train_e2e import run
 
 from hira.adapters import AdapterConfigError, adapter_layers, all_methods, apply
 from hira.adapters.base import OP_OPTIONS, declared_params
@@ -94,6 +93,6 @@ def test_command_line_overrides_that_fit_pass():
                                        (["method=lora", "method.params.bogus=1"], "method.params.bogus")])
 @pytest.mark.slow
 def test_train_py_prints_one_line_and_exits_2(args, key):
-    proc = run("train.py", *args)
+    proc = run_script("train.py", *args)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: method=") and proc.stderr.count("\n") == 1 and key in proc.stderr

@@ -5,10 +5,9 @@ built once per session)."""
 import math
 
 import pytest
-from conftest import ROOT, TEST_TINY, data_folder
+from conftest import ROOT, TEST_TINY, data_folder, run_script
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from test_train_e2e import run
 
 from hira.adapters import all_methods
 from hira.training.loop import train
@@ -66,6 +65,6 @@ def test_stand_in_task_with_a_method_without_rank_trains_through_train_py(workdi
     method.params.r into every method."""
     run_dir = workdir / "grid" / "runs" / "cli-metamath-hilora"
     overrides = grid_overrides(workdir, "metamath_synthetic", "hilora")[:-1] + [f"run_dir={run_dir}"]
-    proc = run("train.py", *overrides)
+    proc = run_script("train.py", *overrides)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [e for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "train"]

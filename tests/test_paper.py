@@ -3,14 +3,13 @@
 import json
 import math
 import statistics
-import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, common_overrides
+from conftest import ROOT, common_overrides, run_script
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
@@ -27,16 +26,11 @@ from hira.training import runlog
 SCORED = SUBSETS[:4]  # the runs are scored on these; the other columns must show "—"
 
 
-def script(name, *args):
-    return subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def outputs(workdir):
     """Two seeds of HiRA r16 on the tiny model, a few steps each, as one `+experiment=mini` sweep."""
     out = workdir / "paper_outputs"
-    proc = script("train.py", "-m", "+experiment=mini", "method=hira", "seed=1,2", *common_overrides(workdir),
+    proc = run_script("train.py", "-m", "+experiment=mini", "method=hira", "seed=1,2", *common_overrides(workdir),
                   "method.params.r=16", "train.max_steps=20", "train.eval_steps=20", f"hydra.sweep.dir={out}",
                   f"task.test_subsets=[{','.join(SCORED)}]")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -51,7 +45,7 @@ def test_make_tables_on_a_real_sweep(outputs):
     """The tiny sweep's two seeds: one row, mean ± sample std over them; columns not scored "—"; the paper's
     HiRA r16 numbers once, as a reference (tiny model, synthetic task), no Δ, no rows of methods nobody ran."""
     out, runs = outputs
-    proc = script("scripts/make_tables.py", out, "--out", out / "tables")
+    proc = run_script("scripts/make_tables.py", out, "--out", out / "tables")
     assert proc.returncode == 0, proc.stderr
     markdown = (out / "tables" / "tables.md").read_text()
     assert markdown in proc.stdout and "Left out" not in markdown
@@ -94,7 +88,7 @@ def direct_spectrum(delta: np.ndarray) -> dict:
 def test_analyze_updates_matches_svd_of_hira_delta(outputs, workdir, tmp_path):
     _, runs = outputs
     ckpt = runs[0] / "checkpoints" / "step_20"  # the best and only checkpoint
-    proc = script("scripts/analyze_updates.py", runs[0], runs[1] / "checkpoints" / "step_20", "--out", tmp_path)
+    proc = run_script("scripts/analyze_updates.py", runs[0], runs[1] / "checkpoints" / "step_20", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("fig4_sv_count.png", "fig5_sv_sq_sum.png", "fig7_rank.png", "fig8_effective_rank.png"):
         assert (tmp_path / name).stat().st_size > 1000

@@ -7,13 +7,11 @@ the prompt/response boundary, a pad token equal to EOS, grouped-query attention 
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, data_folder, smollm2_config
+from conftest import ROOT, data_folder, run_script, smollm2_config
 from numerics import NOISE_MARGIN, fp32_noise_floor
 from omegaconf import OmegaConf
 
@@ -212,22 +210,17 @@ def test_export_to_peft_gives_the_same_logits(smollm2, tmp_path, method):
     torch.testing.assert_close(ours, theirs, atol=atol, rtol=0)
 
 
-def train_cli(*overrides):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_train_and_score_on_the_real_model(smollm2, tmp_path, dtype):
     """A few HiRA steps on SmolLM2 through train.py, then beam search on a handful of questions."""
     run_dir = tmp_path / "run"
-    proc = train_cli("model=smollm2_135m", f"model.cache_path={MODEL_CFG.cache_path}", f"model.dtype={dtype}",
-                     f"task.data_dir={data_folder(tmp_path / 'data')}", "task.synthetic.train_per_subset=3",
-                     "task.synthetic.test_per_subset=2", "task.val_size=4", "task.test_subsets=[boolq,piqa]",
-                     "task.cutoff_len=160", "train.global_batch_size=4", "hardware.micro_batch_size=2",
-                     "train.max_steps=2", "train.eval_steps=2", "train.log_steps=1", "train.warmup_steps=1", "method.params.r=4",
-                     "method.lr=1e-3", f"run_dir={run_dir}")
+    proc = run_script("train.py", "model=smollm2_135m", f"model.cache_path={MODEL_CFG.cache_path}",
+                      f"model.dtype={dtype}", f"task.data_dir={data_folder(tmp_path / 'data')}", "task.synthetic.train_per_subset=3",
+                      "task.synthetic.test_per_subset=2", "task.val_size=4", "task.test_subsets=[boolq,piqa]",
+                      "task.cutoff_len=160", "train.global_batch_size=4", "hardware.micro_batch_size=2",
+                      "train.max_steps=2", "train.eval_steps=2", "train.log_steps=1", "train.warmup_steps=1", "method.params.r=4",
+                      "method.lr=1e-3", f"run_dir={run_dir}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [e["loss"] for e in events if e["event"] == "train"]

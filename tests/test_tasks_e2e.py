@@ -3,8 +3,7 @@
 import json
 
 import pytest
-from conftest import TEST_TINY, data_folder
-from test_train_e2e import run
+from conftest import TEST_TINY, data_folder, run_script
 
 pytestmark = pytest.mark.slow  # train.py and eval.py subprocesses
 
@@ -14,7 +13,7 @@ SMALL = ["train.global_batch_size=8", "hardware.micro_batch_size=8", "train.max_
 
 def train_stand_in(workdir, task, train_size, test_size):
     run_dir = workdir / f"run_{task}"
-    proc = run("train.py", f"task={task}", *TEST_TINY, *SMALL, f"model.cache_path={workdir / 'tiny'}",
+    proc = run_script("train.py", f"task={task}", *TEST_TINY, *SMALL, f"model.cache_path={workdir / 'tiny'}",
                f"task.data_dir={data_folder(workdir / task)}", f"run_dir={run_dir}", f"task.synthetic.train_size={train_size}",
                f"task.synthetic.test_size={test_size}")
     assert proc.returncode == 0, proc.stderr[-3000:]

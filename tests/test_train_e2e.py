@@ -1,25 +1,18 @@
 """train.py and eval.py end to end on the tiny model, as a user runs them."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, common_overrides
+from conftest import ROOT, common_overrides, run_script
 
 from hira.training.runlog import read_metrics
 
 pytestmark = pytest.mark.slow  # train.py and eval.py subprocesses
 
 
-def run(script, *overrides, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
-
-
 def test_train_then_eval(workdir):
     run_dir = workdir / "run_e2e"
-    proc = run("train.py", *common_overrides(workdir), f"run_dir={run_dir}", "task.epochs=2", "train.eval_steps=40",
+    proc = run_script("train.py", *common_overrides(workdir), f"run_dir={run_dir}", "task.epochs=2", "train.eval_steps=40",
                "train.lr=3e-2")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -43,7 +36,7 @@ def test_train_then_eval(workdir):
     assert len(rows) == 6 and set(rows[0]) == {"prompt", "generation", "prediction", "gold", "correct"}
 
     # The separate evaluator scores every checkpoint of the finished run.
-    proc = run("eval.py", f"run_dir={run_dir}", "checkpoints=all", "subsets=[piqa,boolq]", "num_beams=2")
+    proc = run_script("eval.py", f"run_dir={run_dir}", "checkpoints=all", "subsets=[piqa,boolq]", "num_beams=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = json.loads((run_dir / "scores.json").read_text())
     for name in ckpts:
@@ -53,7 +46,7 @@ def test_train_then_eval(workdir):
 
 def test_eval_without_checkpoints_is_one_clear_line(tmp_path):
     (tmp_path / "config.yaml").write_text("task: {num_beams: 4, max_new_tokens: 8}\n")
-    proc = run("eval.py", f"run_dir={tmp_path}")
+    proc = run_script("eval.py", f"run_dir={tmp_path}")
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: checkpoints=best: run {tmp_path} has no checkpoints yet; training has not "
                                   f"logged anything") and proc.stderr.count("\n") == 1

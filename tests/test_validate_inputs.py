@@ -2,11 +2,9 @@
 
 import json
 import logging
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, common_overrides
+from conftest import ROOT, common_overrides, run_script
 from hydra import compose, initialize_config_dir
 
 from hira.errors import UserError, report_user_errors
@@ -16,10 +14,6 @@ from hira.training import checkpoint
 def config(*overrides):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose("train", list(overrides))
-
-
-def cli(script, *args, timeout=300):
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def one_error_line(proc) -> str:
@@ -72,7 +66,7 @@ def test_test_records_are_parsed_once_per_unchanged_file(tmp_path):
 def test_broken_test_file_stops_train_py_before_the_model_is_built(broken_piqa, tmp_path):
     data_dir, piqa = broken_piqa
     run_dir, model_dir = tmp_path / "run", tmp_path / "tiny_not_built"
-    proc = cli("train.py", *common_overrides(tmp_path), f"task.data_dir={data_dir}", f"model.cache_path={model_dir}",
+    proc = run_script("train.py", *common_overrides(tmp_path), f"task.data_dir={data_dir}", f"model.cache_path={model_dir}",
                f"run_dir={run_dir}")
     line = one_error_line(proc)
     assert line.startswith(f"error: {piqa}: invalid JSON at line ")
@@ -83,7 +77,7 @@ def test_broken_test_file_stops_train_py_before_the_model_is_built(broken_piqa, 
 
 @pytest.mark.slow
 def test_eval_without_run_dir_is_one_line():
-    proc = cli("eval.py")
+    proc = run_script("eval.py")
     assert one_error_line(proc) == ("error: run_dir is required: python eval.py run_dir=<a folder made by train.py> "
                                     "[checkpoints=best|all|step_N], or model=<name> task=<name> to score a model no run made")
     assert proc.stdout == ""
@@ -92,11 +86,11 @@ def test_eval_without_run_dir_is_one_line():
 @pytest.mark.slow
 def test_eval_of_a_mistyped_run_dir_creates_no_folder(tmp_path):
     typo = tmp_path / "outputs" / "tpyo"
-    assert "does not exist; point run_dir at a folder made by train.py" in one_error_line(cli("eval.py", f"run_dir={typo}"))
+    assert "does not exist; point run_dir at a folder made by train.py" in one_error_line(run_script("eval.py", f"run_dir={typo}"))
     assert not (tmp_path / "outputs").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "has no config.yaml" in one_error_line(cli("eval.py", f"run_dir={empty}", "checkpoints=all"))
+    assert "has no config.yaml" in one_error_line(run_script("eval.py", f"run_dir={empty}", "checkpoints=all"))
     assert list(empty.iterdir()) == []  # no eval_logs/
 
 
@@ -118,14 +112,14 @@ def test_eval_args_checked_before_hydra(tmp_path):
 @pytest.mark.slow
 def test_missing_model_path_is_one_line_and_creates_no_folder(tmp_path):
     run_dir = tmp_path / "run"
-    line = one_error_line(cli("train.py", "model.path=/nonexistent", f"run_dir={run_dir}"))
+    line = one_error_line(run_script("train.py", "model.path=/nonexistent", f"run_dir={run_dir}"))
     assert "model.path=/nonexistent" in line and not run_dir.exists()
 
 
 @pytest.mark.slow
 def test_error_after_the_run_started_keeps_the_folder_with_the_error_in_train_log(workdir, tmp_path):
     run_dir = tmp_path / "run"  # 8 global batches of 512 need more than the 432 training examples there are
-    proc = cli("train.py", *common_overrides(workdir), f"run_dir={run_dir}", "train.global_batch_size=512",
+    proc = run_script("train.py", *common_overrides(workdir), f"run_dir={run_dir}", "train.global_batch_size=512",
                "evaluate_after_training=false")
     line = proc.stderr.splitlines()[-1]  # after the model's and the tokenizer's progress bars
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
