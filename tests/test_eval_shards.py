@@ -89,6 +89,7 @@ def same_tree(a, b) -> bool:
             and all(same_tree(a / d, b / d) for d in cmp.common_dirs))
 
 
+@pytest.mark.slow  # deepspeed launches
 @pytest.mark.parametrize("settings", [["limit=3", "num_beams=2"],  # shards of 2 and 1 questions per subset
                                       ["limit=1", "eval.mode=loglik"]])  # more ranks than questions
 def test_two_ranks_score_byte_identical_to_one_process(trained_run, tmp_path, settings):
