@@ -205,6 +205,25 @@ def test_eval_subsets_are_the_runs_test_sets(tmp_path):
         check_command_line("eval", [f"run_dir={tmp_path}", "subsets=[obqa]"], check_eval_config)
 
 
+def scoring_into(run_dir: Path, method: str, model_name: str) -> list[str]:
+    """eval.py model=tiny's arguments, run_dir already holding a run of `method` on `model_name` (path as tiny's)."""
+    with composed("eval", EVAL_BASE) as cfg:
+        model_path = cfg.model.path
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(
+        {"method": {"name": method}, "model": {"name": model_name, "path": model_path}}))
+    return EVAL_BASE + [f"run_dir={run_dir}"]
+
+
+def test_scoring_a_model_never_overwrites_a_training_run_or_another_models_scores(tmp_path):
+    check_command_line("eval", scoring_into(tmp_path, "base", "tiny"), check_eval_config)  # the same model again
+    check_command_line("eval", scoring_into(tmp_path, "peft_lora", "tiny"), check_eval_config)
+    with pytest.raises(UserError, match=rf"^run_dir={tmp_path} holds a training run \(hira on model tiny\); valid: "):
+        check_command_line("eval", scoring_into(tmp_path, "hira", "tiny"), check_eval_config)
+    with pytest.raises(UserError, match=rf"^run_dir={tmp_path} holds scores of model smollm2_135m \(.*\), not of "
+                                        r"model=tiny \("):
+        check_command_line("eval", scoring_into(tmp_path, "base", "smollm2_135m"), check_eval_config)
+
+
 def test_good_values_pass_and_create_nothing(tmp_path):
     inside = ROOT / "data" / "never_made_by_the_check"
     check_command_line("train", [f"task.data_dir={inside}", "method=lora", "train.max_steps=-1"], check_train_config)

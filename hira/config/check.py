@@ -251,7 +251,28 @@ def check_eval_config(cfg) -> None:
     if cfg.get("model") is not None:
         check_model(cfg.model)
         check_task(cfg.task)
+        check_scoring_run_dir(cfg.run_dir, cfg.model)
     check_subsets(cfg.subsets, cfg.task if cfg.get("model") is not None else run_task(cfg.run_dir))
+
+
+def check_scoring_run_dir(run_dir: str, model_cfg) -> None:
+    """eval.py model=...: an existing run_dir must be a scoring run of the same model, since scoring rewrites its
+    config.yaml and adds to its scores.json (a training run's record, or another model's scores, would be lost or
+    mixed)."""
+    from hira.run_dir import RunDir
+
+    config = RunDir(run_dir).config
+    if not config.is_file():
+        return
+    run = OmegaConf.load(config)
+    method = run.method.name
+    if method != "base" and not method.startswith("peft_"):
+        raise UserError(f"run_dir={run_dir} holds a training run ({method} on model {run.model.name}); valid: a new "
+                        f"folder for model={model_cfg.name}'s scores, or no model= to score that run's checkpoints")
+    theirs, ours = (run.model.name, run.model.get("path")), (model_cfg.name, model_cfg.get("path"))
+    if theirs != ours:
+        raise UserError(f"run_dir={run_dir} holds scores of model {theirs[0]} ({theirs[1]}), not of "
+                        f"model={ours[0]} ({ours[1]}); valid: a new folder, or the one that model was scored in")
 
 
 def run_task(run_dir: str):
