@@ -275,6 +275,13 @@ def loglik_gap(rows: dict[str, dict]) -> float:
     return max(gaps, default=0.0)
 
 
+def mean_answer_tokens(tokenizer, row: dict) -> float:
+    """Mean tokens of a variant's decoded answers: beam search stops early once each question's beams have ended,
+    so this says how much of max_new_tokens the questions really decoded."""
+    answers = list(row["outputs"].values())
+    return sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers) / max(1, len(answers))
+
+
 def load_model(args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -308,6 +315,10 @@ def measure(argv=None) -> dict:
     loglik = {} if "loglik" in args.skip else measure_loglik(model, tokenizer, questions, args)
     lines = ["", "generation (beam search), questions/s:"]
     lines += report_lines(generation, "b" if "b" in generation else next(iter(generation), ""))
+    if generation:
+        first = next(iter(generation.values()))
+        lines.append(f"mean answer tokens: {mean_answer_tokens(tokenizer, first):.1f} of {args.max_new_tokens} "
+                     "new tokens at most")
     if "a" in generation:
         lines += ["", "against (a):"] + report_lines(generation, "a")
     if loglik:
