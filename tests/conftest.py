@@ -91,10 +91,14 @@ def run_script(script, *args, timeout: int = 600, cwd=ROOT) -> subprocess.Comple
 
 
 def common_overrides(workdir: Path) -> list[str]:
-    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={data_folder(workdir / 'data')}",
-                        "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6",
-                        "task.val_size=48", "train.global_batch_size=8", "hardware.micro_batch_size=4",
-                        "train.warmup_steps=5", "method.params.r=4"]
+    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", *small_run_overrides(workdir)]
+
+
+def small_run_overrides(workdir: Path) -> list[str]:
+    """common_overrides less the tiny model's keys: the small synthetic task and schedule, for any model."""
+    return [f"task.data_dir={data_folder(workdir / 'data')}", "task.synthetic.train_per_subset=60",
+            "task.synthetic.test_per_subset=6", "task.val_size=48", "train.global_batch_size=8",
+            "hardware.micro_batch_size=4", "train.warmup_steps=5", "method.params.r=4"]
 
 
 def smollm2_config():
@@ -104,6 +108,19 @@ def smollm2_config():
     cfg = OmegaConf.load(ROOT / "configs" / "model" / "smollm2_135m.yaml")
     cfg.cache_path = str(ROOT / cfg.cache_path)
     return cfg
+
+
+def smollm2_layers(keep: list[int]):
+    """SmolLM2 (model, tokenizer) with only the layers `keep`: its real BPE tokenizer, grouped-query attention and
+    tied embeddings at a fraction of the cost."""
+    from hira.models.loading import load_base_model
+
+    model, tokenizer = load_base_model(smollm2_config())
+    model.model.layers = torch.nn.ModuleList(model.model.layers[i] for i in keep)
+    for i, layer in enumerate(model.model.layers):
+        layer.self_attn.layer_idx = i  # its slot in the KV cache
+    model.config.num_hidden_layers = len(keep)
+    return model, tokenizer
 
 
 @pytest.fixture(scope="session")

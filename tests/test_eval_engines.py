@@ -11,7 +11,7 @@ import random
 
 import pytest
 import torch
-from conftest import ROOT, run_script, smollm2_config
+from conftest import ROOT, run_script, smollm2_layers
 from omegaconf import OmegaConf
 
 from hira.data.parlai_reader import dialogue_records, parse_self_original
@@ -52,9 +52,7 @@ def tiny(workdir):
 
 @pytest.fixture(scope="module")
 def smollm2_2layers(smollm2_folder):
-    model, tokenizer = load_base_model(smollm2_config())
-    model.model.layers = model.model.layers[:2]
-    model.config.num_hidden_layers = 2
+    model, tokenizer = smollm2_layers([0, 1])
     return model.eval(), tokenizer
 
 

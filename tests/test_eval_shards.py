@@ -1,5 +1,6 @@
 """Data-parallel scoring: 2 gloo ranks on CPU write the same predictions and scores.json, byte for byte, as one
-process; a rank that fails fails the command with its rank named."""
+process (eval.py on the tiny model and on SmolLM2 cut to 2 layers, and train.py's scoring when training ends); a rank
+that fails fails the command with its rank named."""
 
 import filecmp
 import json
@@ -10,7 +11,7 @@ import sys
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import ROOT, common_overrides
+from conftest import ROOT, common_overrides, small_run_overrides, smollm2_layers
 
 from hira.distributed import free_port
 from hira.errors import UserError
@@ -58,17 +59,38 @@ def test_rank_0_gathers_the_outputs_in_order_and_a_failing_rank_is_named():
 
 # --- eval.py under the deepspeed launcher -------------------------------------------------------------------
 
-def run(cmd: list[str], timeout: int = 1200) -> None:
+def run(cmd: list[str], timeout: int = 1200) -> str:
+    """Run cmd from the checkout; its stdout (the deepspeed launcher passes every rank's through)."""
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc.stdout
+
+
+TWO_RANKS = ["deepspeed", "--num_gpus", "2"]
+TWO_STEPS = ["train.max_steps=2", "train.eval_steps=2"]
 
 
 @pytest.fixture(scope="module")
 def trained_run(workdir):
     """A run train.py made with the default hardware (one CPU process), two steps."""
     run_dir = workdir / "shards_run"
-    run([sys.executable, "train.py", *common_overrides(workdir), "train.max_steps=2", "train.eval_steps=2",
-         "evaluate_after_training=false", f"run_dir={run_dir}"])
+    run([sys.executable, "train.py", *common_overrides(workdir), *TWO_STEPS, "evaluate_after_training=false",
+         f"run_dir={run_dir}"])
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def smollm2_run(workdir, smollm2_folder, tmp_path_factory):
+    """A run train.py made on SmolLM2 cut to 2 layers (model=hf), two steps: a real BPE tokenizer and attention
+    layout. Its first and last layers: the first two alone give every question the same answer, so an answer
+    gathered into the wrong place would not show."""
+    folder = tmp_path_factory.mktemp("smollm2_2layers")
+    model, tokenizer = smollm2_layers([0, 29])
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    run_dir = workdir / "shards_smollm2_run"
+    run([sys.executable, "train.py", "model=hf", f"model.path={folder}", *small_run_overrides(workdir),
+         "task.val_size=8", *TWO_STEPS, "evaluate_after_training=false", f"run_dir={run_dir}"])  # the last value wins
     return run_dir
 
 
@@ -89,14 +111,47 @@ def same_tree(a, b) -> bool:
             and all(same_tree(a / d, b / d) for d in cmp.common_dirs))
 
 
+def scored_by_one_and_two_ranks(run_dir, settings: list[str], tmp_path):
+    """(one, two): the files `eval.py run_dir=<run_dir> settings` wrote in one process, then on 2 ranks."""
+    run([sys.executable, "eval.py", f"run_dir={run_dir}", *settings])
+    one = scored_files(run_dir, tmp_path / "one")
+    run([*TWO_RANKS, "eval.py", f"run_dir={run_dir}", *settings])
+    return one, scored_files(run_dir, tmp_path / "two")
+
+
+def subset_sizes(scored) -> list[int]:
+    return [s["n"] for s in json.loads((scored / "scores.json").read_text())["best"]["subsets"].values()]
+
+
+def generations(scored) -> list[str]:
+    return [json.loads(line)["generation"] for f in sorted((scored / "predictions").rglob("*.jsonl"))
+            for line in f.read_text().splitlines()]
+
+
 @pytest.mark.slow  # deepspeed launches
 @pytest.mark.parametrize("settings", [["limit=3", "num_beams=2"],  # shards of 2 and 1 questions per subset
                                       ["limit=1", "eval.mode=loglik"]])  # more ranks than questions
 def test_two_ranks_score_byte_identical_to_one_process(trained_run, tmp_path, settings):
-    run([sys.executable, "eval.py", f"run_dir={trained_run}", *settings])
-    one = scored_files(trained_run, tmp_path / "one")
-    run(["deepspeed", "--num_gpus", "2", "eval.py", f"run_dir={trained_run}", *settings], timeout=1200)
-    two = scored_files(trained_run, tmp_path / "two")
+    one, two = scored_by_one_and_two_ranks(trained_run, settings, tmp_path)
     assert same_tree(one, two)
-    subsets = json.loads((one / "scores.json").read_text())["best"]["subsets"]
-    assert len(subsets) == 8 and all(s["n"] == int(settings[0].split("=")[1]) for s in subsets.values())
+    assert subset_sizes(one) == [int(settings[0].split("=")[1])] * 8
+
+
+@pytest.mark.slow  # deepspeed launches
+def test_two_ranks_score_smollm2_byte_identical_to_one_process(smollm2_run, tmp_path):
+    one, two = scored_by_one_and_two_ranks(smollm2_run, ["limit=3", "num_beams=2", "subsets=[boolq,piqa]"], tmp_path)
+    assert same_tree(one, two)
+    assert subset_sizes(one) == [3, 3] and len(set(generations(one))) > 1  # each question its own answer
+
+
+@pytest.mark.slow  # deepspeed launches
+def test_train_on_two_ranks_scores_a_shard_on_each_as_one_process_would(workdir, tmp_path):
+    """train.py's scoring when training ends runs on every rank: rank 1 decodes its shard (every 2nd question of
+    each subset), and rank 0 writes what `python eval.py` writes for the run alone."""
+    run_dir = tmp_path / "run"
+    stdout = run([*TWO_RANKS, "train.py", *common_overrides(workdir), *TWO_STEPS, "evaluate_after_training=true",
+                  "eval_limit=3", f"run_dir={run_dir}"])
+    assert "rank 1 of 2 scores 8 of 24 questions in 8 subsets" in stdout  # 1 of each subset's 3
+    two = scored_files(run_dir, tmp_path / "two")
+    run([sys.executable, "eval.py", f"run_dir={run_dir}", "limit=3"])
+    assert same_tree(scored_files(run_dir, tmp_path / "one"), two)

@@ -24,7 +24,7 @@ from hira.files import write_json_atomic
 from hira.errors import UserError
 from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
-from hira.evaluation.shards import decode_sharded, join_ranks, launched_ranks, rank_device
+from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, launched_ranks, rank_device
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
 from hira.run_dir import RunDir
@@ -158,6 +158,7 @@ def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path) -> dict 
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
     scores, started, questions = {}, time.perf_counter(), 0
+    announce_shard([len(records) for records in tests.values()])
     for subset, records in tests.items():
         outputs = decode_sharded(lambda idx: decode_subset(model, tokenizer, subset, [records[i] for i in idx],
                                                            eval_cfg), len(records), subset)

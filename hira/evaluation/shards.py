@@ -44,6 +44,15 @@ def shard(n: int, rank: int, world: int) -> list[int]:
     return list(range(rank, n, world))
 
 
+def announce_shard(sizes: list[int]) -> None:
+    """Under several ranks, one line from each on stdout (ranks other than 0 log only errors, so a log line would
+    not show theirs): its share of the subsets' questions, e.g. "rank 1 of 2 scores 8 of 24 questions in 8 subsets"."""
+    world, rank = distributed.world_size(), distributed.rank()
+    if world > 1:
+        mine = sum(len(shard(n, rank, world)) for n in sizes)
+        print(f"rank {rank} of {world} scores {mine} of {sum(sizes)} questions in {len(sizes)} subsets", flush=True)
+
+
 def decode_sharded(decode, n: int, what: str) -> list | None:
     """decode(indices) -> outputs, run on this rank's shard of n questions; all n outputs in order on rank 0 (None on
     the others). A rank whose decode raised makes every rank raise one error that names it."""
