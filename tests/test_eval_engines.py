@@ -2,7 +2,8 @@
 per answer option, the path scoring took before): the same tokens, the same chosen options, scores within 1e-4.
 
 Models: the project's tiny model (word-level tokenizer, pretrained on the synthetic world, so its answers are real
-text) and SmolLM2-135M cut to its first 2 layers (real BPE tokenizer, grouped-query attention, tied embeddings).
+text) and SmolLM2-135M cut to its first and last layers (real BPE tokenizer, grouped-query attention, tied
+embeddings; its first two layers alone answer every prompt alike).
 Prompts: every task format (the eight commonsense subsets, GSM8K questions, ConvAI2 persona dialogues), 68 of mixed
 lengths; batch sizes 1 and 8 (68 = 8·8 + 4: a ragged last batch).
 """
@@ -12,6 +13,7 @@ import random
 import pytest
 import torch
 from conftest import ROOT, run_script, smollm2_layers
+from numerics import assert_close_within
 from omegaconf import OmegaConf
 
 from hira.data.parlai_reader import dialogue_records, parse_self_original
@@ -25,9 +27,12 @@ from hira.evaluation.prefill import beam_search, pad_rows
 from hira.models.loading import load_base_model
 from test_eval_models import tiny_settings
 
-# Sums of ~5-10 log-probabilities of magnitude < 30 in fp32 (ulp ~2e-6 at 30): another batch composition and
-# attention order move them by ~1e-5 at most; the issue's bound is 1e-4.
+# An option's log-likelihood is a sum of ~5-10 fp32 log-probabilities, computed by the two engines over other
+# shapes (prompt and option in one pass, or the option from the prompt's cache), so they differ by a few ulps of
+# the sum: ~1e-5 where the sums stay under 30 (a trained model's options), the 1e-4 the issue asks for. SmolLM2 cut
+# to two layers gives sums near -300 (ulp 3e-5), so the tolerance also grows with the value: 32 ulps, relative.
 LOGLIK_ATOL = 1e-4
+LOGLIK_RTOL = 32 * torch.finfo(torch.float32).eps
 
 
 def commonsense_records(per_subset: int = 6) -> dict[str, list[dict]]:
@@ -52,7 +57,7 @@ def tiny(workdir):
 
 @pytest.fixture(scope="module")
 def smollm2_2layers(smollm2_folder):
-    model, tokenizer = smollm2_layers([0, 1])
+    model, tokenizer = smollm2_layers([0, 29])  # the first two alone give every prompt the same answer
     return model.eval(), tokenizer
 
 
@@ -83,13 +88,14 @@ def test_prefill_decodes_the_same_tokens_on_smollm2(smollm2_2layers):
     prompts = prompts_for(all_format_records())
     hf, prefill = both_engines(lambda **kw: generate(model, tokenizer, prompts, 4, 6, 8, **kw))
     assert prefill == hf
+    assert len(set(hf)) > 5  # the prompts lead to different continuations
     assert generate(model, tokenizer, prompts[::8], 4, 6, 1) == hf[::8]
 
 
 @pytest.mark.slow
 def test_prefill_beams_score_like_generate_on_smollm2(smollm2_2layers):
-    """Two layers of SmolLM2 say little that differs from prompt to prompt, so the beams' scores are compared
-    too: a cache holding wrong keys or positions changes them even where the tokens stay."""
+    """The beams' scores are compared too: a cache holding wrong keys or positions changes them even where the
+    tokens stay."""
     model, tokenizer = smollm2_2layers
     rows = tokenizer(prompts_for(all_format_records()[::8]))["input_ids"]  # 9 prompts, every format
     ids, mask = pad_rows(rows, tokenizer.pad_token_id, "left", model.device)
@@ -141,7 +147,7 @@ def test_one_prompt_pass_scores_options_like_one_pass_per_option(request, model_
         assert [len(row) for row in prefill] == [len(row) for row in options]
         flat = torch.tensor([s for row in prefill for s in row], dtype=torch.float64)
         reference = torch.tensor([s for row in hf for s in row], dtype=torch.float64)
-        torch.testing.assert_close(flat, reference, atol=LOGLIK_ATOL, rtol=0)
+        assert_close_within(flat, reference, LOGLIK_ATOL + LOGLIK_RTOL * reference.abs(), model_name)
         assert [max(range(len(r)), key=r.__getitem__) for r in prefill] == \
             [max(range(len(r)), key=r.__getitem__) for r in hf]
 
