@@ -66,7 +66,9 @@ def run(cmd: list[str], timeout: int = 1200) -> str:
     return proc.stdout
 
 
-TWO_RANKS = ["deepspeed", "--num_gpus", "2"]
+def two_ranks() -> list[str]:
+    """The deepspeed launcher on 2 local ranks, at a free port (another launch on this machine may hold 29500)."""
+    return ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port())]
 TWO_STEPS = ["train.max_steps=2", "train.eval_steps=2"]
 
 
@@ -115,7 +117,7 @@ def scored_by_one_and_two_ranks(run_dir, settings: list[str], tmp_path):
     """(one, two): the files `eval.py run_dir=<run_dir> settings` wrote in one process, then on 2 ranks."""
     run([sys.executable, "eval.py", f"run_dir={run_dir}", *settings])
     one = scored_files(run_dir, tmp_path / "one")
-    run([*TWO_RANKS, "eval.py", f"run_dir={run_dir}", *settings])
+    run([*two_ranks(), "eval.py", f"run_dir={run_dir}", *settings])
     return one, scored_files(run_dir, tmp_path / "two")
 
 
@@ -149,7 +151,7 @@ def test_train_on_two_ranks_scores_a_shard_on_each_as_one_process_would(workdir,
     """train.py's scoring when training ends runs on every rank: rank 1 decodes its shard (every 2nd question of
     each subset), and rank 0 writes what `python eval.py` writes for the run alone."""
     run_dir = tmp_path / "run"
-    stdout = run([*TWO_RANKS, "train.py", *common_overrides(workdir), *TWO_STEPS, "evaluate_after_training=true",
+    stdout = run([*two_ranks(), "train.py", *common_overrides(workdir), *TWO_STEPS, "evaluate_after_training=true",
                   "eval_limit=3", f"run_dir={run_dir}"])
     assert "rank 1 of 2 scores 8 of 24 questions in 8 subsets" in stdout  # 1 of each subset's 3
     two = scored_files(run_dir, tmp_path / "two")

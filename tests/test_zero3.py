@@ -9,6 +9,7 @@ import torch
 from conftest import ROOT, common_overrides
 from safetensors.torch import load_file
 
+from hira.distributed import free_port
 from hira.training.runlog import read_metrics
 
 pytestmark = [pytest.mark.slow,  # deepspeed launches
@@ -34,8 +35,9 @@ def test_two_rank_zero3_matches_single_process(workdir):
     proc = subprocess.run([sys.executable, "train.py", *overrides, "hardware.micro_batch_size=8", f"run_dir={single}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = subprocess.run(["deepspeed", "--num_gpus", "2", "train.py", *overrides, "hardware=cpu_zero3",
-                           f"run_dir={zero3}"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(["deepspeed", "--num_gpus", "2", "--master_port", str(free_port()), "train.py", *overrides,
+                           "hardware=cpu_zero3", f"run_dir={zero3}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
     ours, ref = losses(zero3), losses(single)
@@ -60,8 +62,6 @@ def test_two_node_launch_on_localhost(workdir, tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
     run_dir = tmp_path / "two_node"
-    from hira.distributed import free_port
-
     port = str(free_port())
     overrides = common_overrides(workdir) + STEPS[1:] + ["train.max_steps=4", "hardware=cpu_zero3", f"run_dir={run_dir}"]
     nodes = [subprocess.Popen(["deepspeed", "--hostfile", str(hostfile), "--no_ssh", "--node_rank", str(rank),
