@@ -222,6 +222,9 @@ def test_scoring_a_model_never_overwrites_a_training_run_or_another_models_score
     with pytest.raises(UserError, match=rf"^run_dir={tmp_path} holds scores of model smollm2_135m \(.*\), not of "
                                         r"model=tiny \("):
         check_command_line("eval", scoring_into(tmp_path, "base", "smollm2_135m"), check_eval_config)
+    (tmp_path / "config.yaml").write_text("foo: 1\n")
+    with pytest.raises(UserError, match=rf"^run_dir={tmp_path} holds a config.yaml that names no method"):
+        check_command_line("eval", EVAL_BASE + [f"run_dir={tmp_path}"], check_eval_config)
 
 
 def test_good_values_pass_and_create_nothing(tmp_path):

@@ -265,14 +265,23 @@ def check_scoring_run_dir(run_dir: str, model_cfg) -> None:
     if not config.is_file():
         return
     run = OmegaConf.load(config)
-    method = run.method.name
+    method = OmegaConf.select(run, "method.name")
+    if method is None:
+        raise UserError(f"run_dir={run_dir} holds a config.yaml that names no method, not one of a run; valid: a "
+                        f"new folder for model={model_cfg.name}'s scores")
     if method != "base" and not method.startswith("peft_"):
-        raise UserError(f"run_dir={run_dir} holds a training run ({method} on model {run.model.name}); valid: a new "
-                        f"folder for model={model_cfg.name}'s scores, or no model= to score that run's checkpoints")
-    theirs, ours = (run.model.name, run.model.get("path")), (model_cfg.name, model_cfg.get("path"))
-    if theirs != ours:
+        raise UserError(f"run_dir={run_dir} holds a training run ({method} on model "
+                        f"{OmegaConf.select(run, 'model.name')}); valid: a new folder for model={model_cfg.name}'s "
+                        "scores, or no model= to score that run's checkpoints")
+    theirs = (OmegaConf.select(run, "model.name"), OmegaConf.select(run, "model.path"))
+    ours = (model_cfg.name, model_cfg.get("path"))
+    if (theirs[0], folder(theirs[1])) != (ours[0], folder(ours[1])):
         raise UserError(f"run_dir={run_dir} holds scores of model {theirs[0]} ({theirs[1]}), not of "
                         f"model={ours[0]} ({ours[1]}); valid: a new folder, or the one that model was scored in")
+
+
+def folder(path) -> Path | None:
+    return Path(path).expanduser().resolve() if path else None
 
 
 def run_task(run_dir: str):
