@@ -83,11 +83,12 @@ def data_folder(path: Path) -> Path:
     return path
 
 
-def run_script(script, *args, timeout: int = 600, cwd=ROOT) -> subprocess.CompletedProcess:
+def run_script(script, *args, timeout: int = 600, cwd=ROOT, launcher=None) -> subprocess.CompletedProcess:
     """`python <script> args...` (train.py, eval.py, scripts/*.py, relative to the checkout), run from the checkout
-    with its output captured: what every test that launches a command uses."""
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    with its output captured: what every test that launches a command uses. `launcher` starts the script instead
+    of this Python (e.g. the deepspeed launcher's command line)."""
+    return subprocess.run([*(launcher or [sys.executable]), str(ROOT / script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def common_overrides(workdir: Path) -> list[str]:

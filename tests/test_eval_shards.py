@@ -5,13 +5,11 @@ that fails fails the command with its rank named."""
 import filecmp
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import ROOT, common_overrides, small_run_overrides, smollm2_layers
+from conftest import common_overrides, run_script, small_run_overrides, smollm2_layers
 
 from hira.distributed import free_port
 from hira.errors import UserError
@@ -59,9 +57,9 @@ def test_rank_0_gathers_the_outputs_in_order_and_a_failing_rank_is_named():
 
 # --- eval.py under the deepspeed launcher -------------------------------------------------------------------
 
-def run(cmd: list[str], timeout: int = 1200) -> str:
-    """Run cmd from the checkout; its stdout (the deepspeed launcher passes every rank's through)."""
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def run(script: str, *args, launcher=None) -> str:
+    """run_script, which must succeed; its stdout (the deepspeed launcher passes every rank's through)."""
+    proc = run_script(script, *args, timeout=1200, launcher=launcher)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     return proc.stdout
 
@@ -69,6 +67,8 @@ def run(cmd: list[str], timeout: int = 1200) -> str:
 def two_ranks() -> list[str]:
     """The deepspeed launcher on 2 local ranks, at a free port (another launch on this machine may hold 29500)."""
     return ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port())]
+
+
 TWO_STEPS = ["train.max_steps=2", "train.eval_steps=2"]
 
 
@@ -76,8 +76,7 @@ TWO_STEPS = ["train.max_steps=2", "train.eval_steps=2"]
 def trained_run(workdir):
     """A run train.py made with the default hardware (one CPU process), two steps."""
     run_dir = workdir / "shards_run"
-    run([sys.executable, "train.py", *common_overrides(workdir), *TWO_STEPS, "evaluate_after_training=false",
-         f"run_dir={run_dir}"])
+    run("train.py", *common_overrides(workdir), *TWO_STEPS, "evaluate_after_training=false", f"run_dir={run_dir}")
     return run_dir
 
 
@@ -91,8 +90,8 @@ def smollm2_run(workdir, smollm2_folder, tmp_path_factory):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     run_dir = workdir / "shards_smollm2_run"
-    run([sys.executable, "train.py", "model=hf", f"model.path={folder}", *small_run_overrides(workdir),
-         "task.val_size=8", *TWO_STEPS, "evaluate_after_training=false", f"run_dir={run_dir}"])  # the last value wins
+    run("train.py", "model=hf", f"model.path={folder}", *small_run_overrides(workdir), "task.val_size=8", *TWO_STEPS,
+        "evaluate_after_training=false", f"run_dir={run_dir}")  # the last value wins
     return run_dir
 
 
@@ -115,9 +114,9 @@ def same_tree(a, b) -> bool:
 
 def scored_by_one_and_two_ranks(run_dir, settings: list[str], tmp_path):
     """(one, two): the files `eval.py run_dir=<run_dir> settings` wrote in one process, then on 2 ranks."""
-    run([sys.executable, "eval.py", f"run_dir={run_dir}", *settings])
+    run("eval.py", f"run_dir={run_dir}", *settings)
     one = scored_files(run_dir, tmp_path / "one")
-    run([*two_ranks(), "eval.py", f"run_dir={run_dir}", *settings])
+    run("eval.py", f"run_dir={run_dir}", *settings, launcher=two_ranks())
     return one, scored_files(run_dir, tmp_path / "two")
 
 
@@ -151,9 +150,9 @@ def test_train_on_two_ranks_scores_a_shard_on_each_as_one_process_would(workdir,
     """train.py's scoring when training ends runs on every rank: rank 1 decodes its shard (every 2nd question of
     each subset), and rank 0 writes what `python eval.py` writes for the run alone."""
     run_dir = tmp_path / "run"
-    stdout = run([*two_ranks(), "train.py", *common_overrides(workdir), *TWO_STEPS, "evaluate_after_training=true",
-                  "eval_limit=3", f"run_dir={run_dir}"])
+    stdout = run("train.py", *common_overrides(workdir), *TWO_STEPS, "evaluate_after_training=true", "eval_limit=3",
+                 f"run_dir={run_dir}", launcher=two_ranks())
     assert "rank 1 of 2 scores 8 of 24 questions in 8 subsets" in stdout  # 1 of each subset's 3
     two = scored_files(run_dir, tmp_path / "two")
-    run([sys.executable, "eval.py", f"run_dir={run_dir}", "limit=3"])
+    run("eval.py", f"run_dir={run_dir}", "limit=3")
     assert same_tree(scored_files(run_dir, tmp_path / "one"), two)
