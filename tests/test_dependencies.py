@@ -88,6 +88,7 @@ def test_an_undeclared_import_is_named(tmp_path):
     (tmp_path / "benchmarks" / "b.py").write_text("from not_installed_anywhere import thing\n")
     distributions = {"yaml": ["PyYAML"], "torch": ["torch"], "matplotlib": ["matplotlib"], "scipy": ["scipy"]}
     assert undeclared_imports(tmp_path, distributions) == [
-        "not_installed_anywhere (not installed) imported by benchmarks/b.py: declare its distribution in pyproject.toml",
+        "not_installed_anywhere (not installed) imported by benchmarks/b.py: "
+        "declare its distribution in pyproject.toml",
         "scipy (provided by scipy) imported by hira/a.py: declare its distribution in pyproject.toml",
     ]
