@@ -243,6 +243,34 @@ def check_train_config(cfg) -> None:
     check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world_size())
     check_model(cfg.model)  # a missing 8B folder is named before the data it would train on
     check_task(cfg.task)
+    check_run_folder(cfg)
+
+
+HYDRA_LEFTOVERS = {".hydra", "train.log"}  # what Hydra writes into train.py's run folder before the job starts
+
+
+def check_run_folder(cfg) -> None:
+    """run_dir= naming an existing folder: it must be empty, or a run (it holds config.yaml: train.py writes it
+    first), since training writes into it; a run with a checkpoint to continue must be resumed under the settings
+    it trained with (hira/config/settings.py resume_changes)."""
+    from hira.config.settings import resume_changes
+    from hira.run_dir import RunDir
+
+    run = RunDir(Path(cfg.run_dir).expanduser())
+    if not run.path.exists():
+        return
+    if not run.path.is_dir():
+        raise UserError(f"run_dir={cfg.run_dir} is a file, not a run folder; valid: a new folder, or an existing "
+                        f"run's folder to resume it")
+    if not run.config.is_file():
+        others = sorted(p.name for p in run.path.iterdir() if p.name not in HYDRA_LEFTOVERS)
+        if others:
+            raise UserError(f"run_dir={cfg.run_dir} is not a run: it holds {', '.join(others[:3])}"
+                            f"{', ...' if len(others) > 3 else ''} but no {run.config.name}; valid: a new or empty "
+                            f"folder, or an existing run's folder to resume it")
+        return
+    if cfg.resume is not False and run.has_checkpoints():
+        resume_changes(cfg.run_dir, OmegaConf.load(run.config), cfg)
 
 
 def check_eval_config(cfg) -> None:
