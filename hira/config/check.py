@@ -12,9 +12,11 @@ import importlib.util
 import os
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -242,8 +244,33 @@ def check_train_config(cfg) -> None:
     check_method_params(cfg.method)
     check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world_size())
     check_model(cfg.model)  # a missing 8B folder is named before the data it would train on
+    check_method_fits_model(cfg.method, cfg.model)
     check_task(cfg.task)
     check_run_folder(cfg)
+
+
+META_UNSUPPORTED = (RuntimeError, NotImplementedError, TypeError, ValueError)
+
+
+def check_method_fits_model(method_cfg, model_cfg) -> None:
+    """The method's values that depend on the model's shape (a rank above a layer's size, a target module the model
+    lacks), checked on an empty copy of the model built from its config.json or tiny settings (models/loading.py
+    skeleton): the method is applied to it as to the real one, and nothing is loaded or written."""
+    from hira.adapters.base import AdapterConfigError
+    from hira.adapters.params import apply_method
+    from hira.models.loading import skeleton
+
+    model = skeleton(model_cfg)
+    if model is None:
+        return
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the real load warns, once
+            apply_method(model, method_cfg)
+    except AdapterConfigError:
+        raise
+    except META_UNSUPPORTED:  # a method whose set-up needs real weights: its checks run when the model loads
+        return
 
 
 HYDRA_LEFTOVERS = {".hydra", "train.log"}  # what Hydra writes into train.py's run folder before the job starts
