@@ -1,22 +1,17 @@
 """Resume continues the same run or refuses (hira/config/settings.py, hira/training/resume.py): which keys can change
-a result, the refusal of a resume that changes one, the record of one that changes a neutral key, and the check
-phase's refusals of a run_dir that is not a run and of a rank the model's shape rules out."""
+a result, the refusal of a resume that changes one, and the check phase's refusals of a run_dir that is not a run and of a rank the model's
+shape rules out. The same through train.py, on a trained run: tests/test_resume.py."""
 
-import hashlib
 import importlib.util
-import json
-import shutil
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, common_overrides, run_script
+from conftest import ROOT, common_overrides
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from hira.config import settings
 from hira.errors import UserError, report_user_errors
 from hira.paper.runs import run_settings
-from hira.run_dir import RunDir
 
 # The tables' fingerprint filter before the schema marked the keys (hira/paper/runs.py IGNORED_KEYS): a key names
 # itself and everything under it. The marks must leave every config's fingerprint as it was.
@@ -160,66 +155,3 @@ def test_a_rank_the_model_cannot_take_is_refused_before_any_folder(workdir, tmp_
     line = refused_line(capsys, [*common_overrides(workdir), "method.params.r=0", f"run_dir={run_dir}"])
     assert line == "error: method.params.r=0 must be in 1..64 for a 64×64 layer"  # TEST_TINY's hidden size
     assert not (tmp_path / "runs").exists()
-
-
-# --- through train.py: one run, refused and allowed resumes of it -----------------------------------------------------
-
-STEPS = ["train.max_steps=4", "train.eval_steps=2", "train.log_steps=1", "evaluate_after_training=false"]
-
-
-def train(workdir, run_dir, *extra):
-    return run_script("train.py", *common_overrides(workdir), *STEPS, f"run_dir={run_dir}", *extra)
-
-
-@pytest.fixture(scope="module")
-def trained_run(workdir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("resume_settings") / "run"
-    proc = train(workdir, run_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
-
-
-def snapshot(folder: Path) -> dict:
-    """Every file under folder (config.yaml, metrics.jsonl, checkpoints, train.log, ...) with its digest."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.mark.slow
-def test_a_resume_with_changed_settings_is_refused_and_writes_nothing(trained_run, workdir):
-    before = snapshot(trained_run)
-    lr = OmegaConf.load(trained_run / "config.yaml").train.lr
-    proc = train(workdir, trained_run, "train.lr=0.05", "task.loss_on=full")
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == (
-        f"error: run_dir={trained_run} was trained with other settings (task.loss_on: response -> full; train.lr: "
-        f"{lr} -> 0.05); resuming would train one run under two settings: start a new run with a new run_dir=, or "
-        f"resume with the run's own settings (its config.yaml)")
-    assert snapshot(trained_run) == before
-
-
-@pytest.mark.slow
-def test_a_longer_schedule_is_refused_as_a_new_run(trained_run, workdir):
-    before = snapshot(trained_run)
-    proc = train(workdir, trained_run, "train.max_steps=6")
-    assert proc.returncode == 2
-    assert "(train.max_steps: 4 -> 6); train.max_steps changes the learning-rate schedule, so it is a new run, " \
-           "not a resume" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert snapshot(trained_run) == before
-
-
-@pytest.mark.slow
-def test_a_neutral_change_resumes_and_is_recorded(trained_run, workdir, tmp_path):
-    run_dir = tmp_path / "run"
-    shutil.copytree(trained_run, run_dir)
-    config = (run_dir / "config.yaml").read_bytes()
-    adapter = (run_dir / "checkpoints" / "step_4" / "adapter.safetensors").read_bytes()
-    proc = train(workdir, run_dir, "train.log_steps=2", "train.keep_last=1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (run_dir / "config.yaml").read_bytes() == config  # what the run trained with, run_dir included
-    changed = {"run_dir": [str(trained_run), str(run_dir)], "train.keep_last": [None, 1], "train.log_steps": [1, 2]}
-    assert RunDir(run_dir).read_resumes() == [{"step": 4, "checkpoint": "step_4", "changed": changed}]
-    resumed = RunDir(run_dir).events("resume")
-    assert [(e["step"], e["changed"]) for e in resumed] == [(4, changed)]
-    assert (run_dir / "checkpoints" / "step_4" / "adapter.safetensors").read_bytes() == adapter
-    assert json.loads((run_dir / "resumes.json").read_text())["resumes"][0]["changed"] == changed

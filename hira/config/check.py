@@ -273,7 +273,6 @@ def check_method_fits_model(method_cfg, model_cfg) -> None:
         return
 
 
-HYDRA_LEFTOVERS = {".hydra", "train.log"}  # what Hydra writes into train.py's run folder before the job starts
 
 
 def check_run_folder(cfg) -> None:
@@ -281,8 +280,9 @@ def check_run_folder(cfg) -> None:
     first), since training writes into it; a run with a checkpoint to continue must be resumed under the settings
     it trained with (hira/config/settings.py resume_changes)."""
     from hira.config.settings import resume_changes
-    from hira.run_dir import RunDir
+    from hira.run_dir import TRAIN_LOG, RunDir
 
+    hydra_leftovers = {".hydra", TRAIN_LOG}  # what Hydra writes into the run folder before the job starts
     run = RunDir(Path(cfg.run_dir).expanduser())
     if not run.path.exists():
         return
@@ -290,7 +290,7 @@ def check_run_folder(cfg) -> None:
         raise UserError(f"run_dir={cfg.run_dir} is a file, not a run folder; valid: a new folder, or an existing "
                         f"run's folder to resume it")
     if not run.config.is_file():
-        others = sorted(p.name for p in run.path.iterdir() if p.name not in HYDRA_LEFTOVERS)
+        others = sorted(p.name for p in run.path.iterdir() if p.name not in hydra_leftovers)
         if others:
             raise UserError(f"run_dir={cfg.run_dir} is not a run: it holds {', '.join(others[:3])}"
                             f"{', ...' if len(others) > 3 else ''} but no {run.config.name}; valid: a new or empty "
