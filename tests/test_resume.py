@@ -3,49 +3,28 @@ resume under other settings refused with nothing written, one that changes a neu
 (hira/training/resume.py)."""
 
 import hashlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, common_overrides
+from conftest import common_overrides, run_script, train_killed_in_save
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from hira.training import checkpoint
 from hira.run_dir import RunDir
+from hira.training import checkpoint
 from hira.training.runlog import read_metrics
 
 pytestmark = pytest.mark.slow  # train.py subprocesses
 
 STEPS = ["train.max_steps=12", "train.eval_steps=4", "train.log_steps=1", "evaluate_after_training=false"]
 
-# train.py in a child that SIGKILLs itself while checkpoint step_<KILL_IN_SAVE> is half written (engine state in
-# its temp dir, no adapter file yet).
-KILLER = """
-import os, runpy, signal, sys
-from hira.training import checkpoint
-step = int(os.environ["KILL_IN_SAVE"])
-save_file = checkpoint.save_file
-def killing_save_file(tensors, path):
-    if checkpoint.TMP_PREFIX + checkpoint.step_name(step) in path:
-        os.kill(os.getpid(), signal.SIGKILL)
-    save_file(tensors, path)
-checkpoint.save_file = killing_save_file
-sys.argv = ["train.py", *sys.argv[1:]]
-runpy.run_path("train.py", run_name="__main__")
-"""
-
 
 def train(run_dir, workdir, kill_in_save=None, extra=()):
     args = [*common_overrides(workdir), *STEPS, f"run_dir={run_dir}", *extra]
     if kill_in_save is None:
-        return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    env = {**os.environ, "KILL_IN_SAVE": str(kill_in_save)}
-    return subprocess.run([sys.executable, "-c", KILLER, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+        return run_script("train.py", *args)
+    return train_killed_in_save(kill_in_save, *args)
 
 
 def events(run_dir, kind):
