@@ -244,9 +244,9 @@ def check_train_config(cfg) -> None:
     check_method_params(cfg.method)
     check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world_size())
     check_model(cfg.model)  # a missing 8B folder is named before the data it would train on
-    check_method_fits_model(cfg.method, cfg.model)
     check_task(cfg.task)
     check_run_folder(cfg)
+    check_method_fits_model(cfg.method, cfg.model)  # last: it builds the model's empty copy
 
 
 META_UNSUPPORTED = (RuntimeError, NotImplementedError, TypeError, ValueError)
