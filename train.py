@@ -14,7 +14,9 @@ from hira.errors import report_user_errors
 
 
 def check_arguments(args: list[str]) -> None:
-    """Every value on the command line, checked with the config it composes before Hydra creates a folder."""
+    """Every value on the command line, checked with the config it composes before Hydra creates a folder (or
+    writes into an existing run's: a resume under other settings is refused here, hira/config/check.py
+    check_run_folder)."""
     from hira.config.check import check_train_config
     from hira.config.command_line import check_command_line
 
@@ -32,7 +34,8 @@ def main(cfg) -> None:
     if cfg.evaluate_after_training:  # every rank scores a shard of the questions; rank 0 writes
         from hira.evaluation.evaluator import evaluate_run
 
-        evaluate_run(run_dir, "best", limit=cfg.get("eval_limit"))
+        # this command's device: a resumed run's config.yaml keeps the placement it started with
+        evaluate_run(run_dir, "best", limit=cfg.get("eval_limit"), device=cfg.hardware.device)
 
 
 if __name__ == "__main__":

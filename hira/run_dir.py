@@ -1,7 +1,11 @@
 """The run folder's contract: the name of every file train.py and eval.py write into a run directory, and the
 small readers that training, evaluation, the paper tables and the GPU check all need.
 
-    <run>/config.yaml            the run's settings, resolved (train.py; eval.py for a scoring-only run)
+    <run>/config.yaml            the run's settings, resolved (train.py; eval.py for a scoring-only run), as the run
+                                 trained with them: written when it starts, never rewritten by a resume
+    <run>/resumes.json           {"resumes": [{step, checkpoint, changed: {key: [old, new]}}, ...]}: each resume that
+                                 changed a key that cannot change a result (hira/config/settings.py), against config.yaml;
+                                 config.yaml keeps the old values (a result key or seed changed is refused instead)
     <run>/metrics.jsonl          one JSON event a line: start, train, eval, nonfinite, resume, end
     <run>/train.log              Hydra's log of train.py (its job name + .log)
     <run>/checkpoints/step_<N>/  one checkpoint (hira/training/checkpoint.py owns what is inside it)
@@ -18,17 +22,20 @@ Ground floor, standard library only: every layer may name a run's files without 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG_FILE = "config.yaml"  # also the name of each checkpoint's copy of it
 METRICS_FILE = "metrics.jsonl"
 SCORES_FILE = "scores.json"
+RESUMES_FILE = "resumes.json"
 TRAIN_LOG = "train.log"
 CHECKPOINTS_DIR = "checkpoints"
 PREDICTIONS_DIR = "predictions"
 BEST_MARKER = "best"
 WANDB_ID_FILE = "wandb_id"
+STEP_DIR = re.compile(r"step_\d+")  # a complete checkpoint's folder name
 
 
 def best_marker(checkpoints: str | Path) -> Path:
@@ -81,6 +88,10 @@ class RunDir:
         return self.path / SCORES_FILE
 
     @property
+    def resumes(self) -> Path:
+        return self.path / RESUMES_FILE
+
+    @property
     def train_log(self) -> Path:
         return self.path / TRAIN_LOG
 
@@ -111,6 +122,15 @@ class RunDir:
     def training_ended(self) -> bool:
         """True once training wrote its "end" event (a half-written last line is ignored)."""
         return bool(self.events("end"))
+
+    def has_checkpoints(self) -> bool:
+        """Whether a complete checkpoint (step_<N>) is there to continue."""
+        return self.checkpoints.is_dir() and any(STEP_DIR.fullmatch(p.name) and p.is_dir()
+                                                 for p in self.checkpoints.iterdir())
+
+    def read_resumes(self) -> list[dict]:
+        """resumes.json's list, [] when no resume changed anything."""
+        return json.loads(self.resumes.read_text())["resumes"] if self.resumes.is_file() else []
 
     def read_scores(self) -> dict:
         """scores.json's content, {} before anything was scored."""

@@ -91,8 +91,8 @@ def run_script(script, *args, timeout: int = 600, cwd=ROOT, launcher=None) -> su
                           capture_output=True, text=True, timeout=timeout)
 
 
-# `python -c KILLER args...` (env KILL_IN_SAVE=N): train.py in a child that SIGKILLs itself while checkpoint
-# step_<N> is half written (engine state in its temp dir, no adapter file yet).
+# train.py in a child that SIGKILLs itself while checkpoint step_<KILL_IN_SAVE> is half written (engine state in
+# its temp dir, no adapter file yet): a run stopped mid-way, to be resumed with the same command.
 KILLER = """
 import os, runpy, signal, sys
 from hira.training import checkpoint
@@ -106,6 +106,12 @@ checkpoint.save_file = killing_save_file
 sys.argv = ["train.py", *sys.argv[1:]]
 runpy.run_path("train.py", run_name="__main__")
 """
+
+
+def train_killed_in_save(step: int, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python train.py args...` killed (SIGKILL, returncode -9) while it saves checkpoint step_<step>."""
+    return subprocess.run([sys.executable, "-c", KILLER, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "KILL_IN_SAVE": str(step)}, timeout=timeout)
 
 
 def common_overrides(workdir: Path) -> list[str]:

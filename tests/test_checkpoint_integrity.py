@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from hira.errors import UserError
 from hira.evaluation.evaluator import evaluate_run, watch_checkpoints
-from hira.training import checkpoint
+from hira.training import checkpoint, resume
 from hira.training.runlog import read_metrics
 
 
@@ -101,12 +101,12 @@ def test_resume_falls_back_past_damaged_checkpoints_and_puts_best_back(tmp_path,
     delete(tmp_path / "step_12" / "rng_rank0.pt")
     with pytest.raises(UserError, match=r"step_16 is damaged \(adapter.safetensors: expected 1024 bytes, found "
                                         r"512\); resume=strict stops here") as error:
-        checkpoint.resume_point(tmp_path, "strict")
+        resume.resume_point(tmp_path, "strict")
     one_line(str(error.value))
     assert (tmp_path / "step_16").is_dir()  # strict moves nothing
 
     with caplog.at_level(logging.WARNING):
-        assert checkpoint.resume_point(tmp_path, "auto") == tmp_path / "step_8"
+        assert resume.resume_point(tmp_path, "auto") == tmp_path / "step_8"
     assert warnings(caplog) == [
         f"checkpoint {tmp_path / 'step_16'} is damaged (adapter.safetensors: expected 1024 bytes, found 512): moved "
         f"to damaged_step_16; falling back to step_12",
@@ -122,7 +122,7 @@ def test_resume_with_every_checkpoint_damaged_starts_fresh(tmp_path, caplog):
     checkpoint.mark_best(tmp_path, 4)
     flip_a_byte(tmp_path / "step_4" / "config.yaml")
     with caplog.at_level(logging.WARNING):
-        assert checkpoint.resume_point(tmp_path, "auto") is None
+        assert resume.resume_point(tmp_path, "auto") is None
     assert warnings(caplog)[0].endswith("moved to damaged_step_4; falling back to a fresh start")
     assert checkpoint.list_checkpoints(tmp_path) == [] and not checkpoint.best_marker(tmp_path).exists()
 
@@ -132,7 +132,7 @@ def test_checkpoint_from_before_manifests_loads_with_a_note(tmp_path, caplog):
     (ckpt / checkpoint.MANIFEST_FILE).unlink()
     (ckpt / checkpoint.STATE_FILE).write_text(json.dumps({"step": 4, "best_step": 4}))  # no "manifest" key
     with caplog.at_level(logging.WARNING):
-        assert checkpoint.resume_point(tmp_path, "strict") == ckpt
+        assert resume.resume_point(tmp_path, "strict") == ckpt
     assert warnings(caplog) == [f"{ckpt} was written before checkpoints had manifests: loading it unverified"]
 
 
@@ -221,10 +221,10 @@ def test_damaged_real_checkpoint_is_named_and_resume_falls_back(killed_copy, kin
     ckpts = killed_copy / "checkpoints"
     DAMAGES[kind](ckpts / "step_8" / name)
     with pytest.raises(UserError, match=f"step_8 is damaged \\({name}") as error:
-        checkpoint.resume_point(ckpts, "strict")
+        resume.resume_point(ckpts, "strict")
     one_line(str(error.value))
     with caplog.at_level(logging.WARNING):
-        assert checkpoint.resume_point(ckpts, "auto") == ckpts / "step_4"
+        assert resume.resume_point(ckpts, "auto") == ckpts / "step_4"
     assert len(warnings(caplog)) == 1 and f"step_8 is damaged ({name}" in warnings(caplog)[0]
 
 

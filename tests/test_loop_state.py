@@ -1,4 +1,4 @@
-"""The training loop's state (hira/training/loop.py LoopState) goes into a checkpoint and comes back as one unit,
+"""The training loop's state (hira/training/state.py LoopState) goes into a checkpoint and comes back as one unit,
 under the trainer_state.json keys checkpoints have always had (old runs resume, new ones read the same)."""
 
 import json
@@ -9,7 +9,9 @@ from hydra import compose, initialize_config_dir
 
 from hira.training import checkpoint
 from hira.training.cost import RunCost
-from hira.training.loop import BestSoFar, LoopState, Schedule, build_trainer_state, restore, save
+from hira.training.loop import Schedule, save
+from hira.training.resume import build_trainer_state, restore
+from hira.training.state import BestSoFar, LoopState
 
 # trainer_state.json as every checkpoint so far has written it, in this order
 TRAINER_STATE_KEYS = ["step", "epoch", "step_in_epoch", "val_loss", "best_step", "best_val_loss", "world_size",

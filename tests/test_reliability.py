@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from hira.adapters import trainable_state_dict
 from hira.errors import UserError
-from hira.training import batches, checkpoint, guard
+from hira.training import batches, checkpoint, guard, resume
 from hira.training.runlog import read_metrics
 
 SHORT = ["train.log_steps=1", "evaluate_after_training=false"]
@@ -68,15 +68,15 @@ def test_save_fails_before_writing_when_disk_is_full(tmp_path, monkeypatch, llam
 
 
 def test_resume_modes(tmp_path):
-    assert checkpoint.resume_point(tmp_path / "checkpoints", "auto") is None  # a new run
-    assert checkpoint.resume_point(tmp_path / "checkpoints", False) is None
+    assert resume.resume_point(tmp_path / "checkpoints", "auto") is None  # a new run
+    assert resume.resume_point(tmp_path / "checkpoints", False) is None
     fake_checkpoints(tmp_path / "checkpoints", [4, 8], best=4)
-    assert checkpoint.resume_point(tmp_path / "checkpoints", "auto").name == "step_8"
+    assert resume.resume_point(tmp_path / "checkpoints", "auto").name == "step_8"
     with pytest.raises(UserError, match="resume=false but run_dir .* already has checkpoints"):
-        checkpoint.resume_point(tmp_path / "checkpoints", False)
+        resume.resume_point(tmp_path / "checkpoints", False)
     (tmp_path / "checkpoints" / "step_8" / checkpoint.STATE_FILE).write_text(json.dumps({"world_size": 2}))
     with pytest.raises(UserError, match="written by 2 ranks but this launch has 1"):
-        checkpoint.check_world_size(tmp_path / "checkpoints" / "step_8", 1)
+        resume.check_world_size(tmp_path / "checkpoints" / "step_8", 1)
 
 
 # --- determinism and the NaN guard (train() in this process) -------------------------------------------------
@@ -224,4 +224,4 @@ def test_checkpoint_from_another_method_or_model(workdir, tmp_path):
     (ckpt / checkpoint.STATE_FILE).write_text(json.dumps({**state, "data_seed": 7}))
     checkpoint.check_compatible(ckpt, cfg)  # evaluating does not care about the data order
     with pytest.raises(UserError, match=r"data_seed: checkpoint 7 vs config 42"):  # resuming does
-        checkpoint.check_compatible(ckpt, cfg, resuming=True)
+        checkpoint.check_compatible(ckpt, cfg, resume.resume_identity(cfg))

@@ -12,9 +12,11 @@ import importlib.util
 import os
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -243,6 +245,59 @@ def check_train_config(cfg) -> None:
     check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world_size())
     check_model(cfg.model)  # a missing 8B folder is named before the data it would train on
     check_task(cfg.task)
+    check_run_folder(cfg)
+    check_method_fits_model(cfg.method, cfg.model)  # last: it builds the model's empty copy
+
+
+META_UNSUPPORTED = (RuntimeError, NotImplementedError, TypeError, ValueError)
+
+
+def check_method_fits_model(method_cfg, model_cfg) -> None:
+    """The method's values that depend on the model's shape (a rank above a layer's size, a target module the model
+    lacks), checked on an empty copy of the model built from its config.json or tiny settings (models/loading.py
+    skeleton): the method is applied to it as to the real one, and nothing is loaded or written."""
+    from hira.adapters.base import AdapterConfigError
+    from hira.adapters.params import apply_method
+    from hira.models.loading import skeleton
+
+    model = skeleton(model_cfg)
+    if model is None:
+        return
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the real load warns, once
+            apply_method(model, method_cfg)
+    except AdapterConfigError:
+        raise
+    except META_UNSUPPORTED:  # a method whose set-up needs real weights: its checks run when the model loads
+        return
+
+
+
+
+def check_run_folder(cfg) -> None:
+    """run_dir= naming an existing folder: it must be empty, or a run (it holds config.yaml: train.py writes it
+    first), since training writes into it; a run with a checkpoint to continue must be resumed under the settings
+    it trained with (hira/config/settings.py resume_changes)."""
+    from hira.config.settings import resume_changes
+    from hira.run_dir import TRAIN_LOG, RunDir
+
+    hydra_leftovers = {".hydra", TRAIN_LOG}  # what Hydra writes into the run folder before the job starts
+    run = RunDir(Path(cfg.run_dir).expanduser())
+    if not run.path.exists():
+        return
+    if not run.path.is_dir():
+        raise UserError(f"run_dir={cfg.run_dir} is a file, not a run folder; valid: a new folder, or an existing "
+                        f"run's folder to resume it")
+    if not run.config.is_file():
+        others = sorted(p.name for p in run.path.iterdir() if p.name not in hydra_leftovers)
+        if others:
+            raise UserError(f"run_dir={cfg.run_dir} is not a run: it holds {', '.join(others[:3])}"
+                            f"{', ...' if len(others) > 3 else ''} but no {run.config.name}; valid: a new or empty "
+                            f"folder, or an existing run's folder to resume it")
+        return
+    if cfg.resume is not False and run.has_checkpoints():
+        resume_changes(cfg.run_dir, OmegaConf.load(run.config), cfg)
 
 
 def check_eval_config(cfg) -> None:

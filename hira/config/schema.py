@@ -6,6 +6,9 @@ the key may be absent), a Literal lists the choices, and `key(...)` adds a range
 are in hira/config/check.py. The dataclasses are never instantiated: check.py walks a composed config against
 them, so Hydra's config stays plain yaml and every key keeps its comment in configs/.
 
+Which keys can change a result is said here too, once: `key(neutral=...)` and `key(repeat=...)`, each with its
+reason. The tables' fingerprint and resume's check of a run's settings both derive from it (hira/config/settings.py).
+
 Adding a key: add it to its yaml (with a comment) and a field here; tests/test_configs.py checks that every
 config composes and passes.
 """
@@ -21,10 +24,14 @@ from hira.data.formats import FORMATS
 from hira.models.loading import DTYPES
 
 
-def key(*, ge=None, gt=None, le=None, lt=None, check=None):
-    """A field's range (ge: >=, gt: >, le: <=, lt: <) and a check of its value (fn(value) -> problem or None)."""
+def key(*, ge=None, gt=None, le=None, lt=None, check=None, neutral=None, repeat=None):
+    """A field's range (ge: >=, gt: >, le: <=, lt: <) and a check of its value (fn(value) -> problem or None).
+
+    Whether the key can change a run's result (hira/config/settings.py reads it): by default it can. neutral=
+    "why" marks a key that cannot (it and every key under it); repeat="why" one that tells repeats of one setting
+    apart (the seeds: the tables average over them, a resume must keep them)."""
     bounds = {name: bound for name, bound in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if bound is not None}
-    return field(metadata={"bounds": bounds, "check": check})
+    return field(metadata={"bounds": bounds, "check": check, "neutral": neutral, "repeat": repeat})
 
 
 # The choices that code elsewhere acts on: each is named once, here.
@@ -74,10 +81,10 @@ class GgufWheel:
 class Model:
     name: str = key()
     path: Optional[str] = key()        # checked with the cache it may be built into (check.py: model_path)
-    cache_path: Optional[str] = key()  # an output: the project builds the model there on first use
-    hub_id: Optional[str] = key()
+    cache_path: Optional[str] = key(neutral="where model.path (kept: the folder loaded) points by default")
+    hub_id: Optional[str] = key(neutral="a download name; model.path (kept) is what was loaded")
     dtype: Literal[tuple(DTYPES)] = key()
-    lr_key: Optional[str] = key()      # which method key train.lr reads (check.py: lr_key)
+    lr_key: Optional[str] = key(neutral="which method key train.lr (kept, resolved) was taken from")
     tiny: Optional[Tiny] = key()
     gguf_wheel: Optional[GgufWheel] = key()
 
@@ -87,10 +94,11 @@ class Method:
     name: Literal[tuple(all_methods())] = key()
     params: dict[str, Any] = key()     # the method's typed signature decides (check.py: method_params)
     target_modules: list[str] = key()
-    lr: float = key(gt=0)
-    demo_lr: Optional[float] = key(gt=0)
-    fused: Optional[Any] = key()               # the fused Hadamard op's options: typed, like params, by the
-    fused_chunk_elems: Optional[Any] = key()   # signature of the methods that declare them
+    lr: float = key(gt=0, neutral="where train.lr (kept, resolved) was taken from")
+    demo_lr: Optional[float] = key(gt=0, neutral="where train.lr (kept, resolved) was taken from")
+    # the fused Hadamard op's options: typed, like params, by the signature of the methods that declare them
+    fused: Optional[Any] = key(neutral="HiRA's fused op computes the plain formula's numbers")
+    fused_chunk_elems: Optional[Any] = key(neutral="HiRA's fused op computes the plain formula's numbers")
 
 
 @dataclass
@@ -103,7 +111,7 @@ class Task:
     val_size: int = key(ge=1)
     split_seed: int = key(ge=0)
     train_limit: Optional[int] = key(ge=1)
-    epochs: int = key(ge=1)
+    epochs: int = key(ge=1, neutral="where train.epochs (kept) was taken from")
     cutoff_len: int = key(ge=2)
     loss_on: Literal[LOSS_ON] = key()
     num_beams: int = key(ge=1)
@@ -139,11 +147,13 @@ class Train:
     epochs: int = key(ge=1)
     max_steps: int = key(ge=-1)                # -1 (or 0): the epochs decide
     grad_clip: float = key(ge=0)
-    gradient_checkpointing: bool = key()
+    gradient_checkpointing: bool = key(neutral="recomputes activations: the same gradients "
+                                               "(tests/test_gradient_checkpointing.py)")
     eval_steps: int = key(ge=1)
-    log_steps: int = key(ge=1)
-    eval_batch_size: int = key(ge=1)
-    keep_last: Optional[int] = key(ge=0)       # null or 0: keep every checkpoint
+    log_steps: int = key(ge=1, neutral="how often the training loss is logged")
+    eval_batch_size: int = key(ge=1, neutral="how validation examples are batched: the same loss")
+    keep_last: Optional[int] = key(ge=0, neutral="how many old checkpoints are deleted (the best one is always "
+                                                 "kept)")  # null or 0: keep every checkpoint
     on_nonfinite: Literal[ON_NONFINITE] = key()
 
 
@@ -162,18 +172,20 @@ class TrainConfig:
     model: Model = key()
     method: Method = key()
     task: Task = key()
-    hardware: Hardware = key()
-    seed: int = key(ge=0)
-    data_seed: int = key(ge=0)
-    run_dir: str = key()               # an output
-    resume: Literal[RESUME] = key()
+    hardware: Hardware = key(neutral="placement: ranks x micro_batch_size x gradient accumulation always make "
+                                     "train.global_batch_size (kept), and ZeRO stages shard the same arithmetic")
+    seed: int = key(ge=0, repeat="what repeats of one setting vary: a group's runs are its seeds")
+    data_seed: int = key(ge=0, repeat="the data order: repeats of one setting may vary it")
+    run_dir: str = key(neutral="where the run was written")  # an output
+    resume: Literal[RESUME] = key(neutral="a resumed run continues exactly where it stopped "
+                                          "(tests/test_resume.py)")
     data: Data = key()
     train: Train = key()
-    experiment: Optional[str] = key()
-    logger: Literal[LOGGERS] = key()
-    wandb: Wandb = key()
-    evaluate_after_training: bool = key()
-    eval_limit: Optional[int] = key(ge=1)
+    experiment: Optional[str] = key(neutral="the sweep's name; the settings it sets are all in the other keys")
+    logger: Literal[LOGGERS] = key(neutral="where metrics are sent besides metrics.jsonl")
+    wandb: Wandb = key(neutral="where metrics are sent besides metrics.jsonl")
+    evaluate_after_training: bool = key(neutral="whether the run scored itself at the end")
+    eval_limit: Optional[int] = key(ge=1, neutral="how many questions it scored then: scores.json says")
 
 
 # --- configs/eval.yaml ------------------------------------------------------------------------------------------------

@@ -81,6 +81,37 @@ def ensure_model(model_cfg) -> Path:
     return path
 
 
+UNBUILT_VOCAB = 2**16  # the tiny base's vocabulary before its tokenizer is built: large, so no lm_head check is
+                      # stricter than the real one (the real size is checked again when the model loads)
+
+
+def architecture(model_cfg):
+    """The model's transformers config, read without loading a weight: its config.json, or the tiny base's settings
+    before it is built; None for a model converted on first use (its shape is known once it is)."""
+    path = Path(model_cfg.path).expanduser()
+    if (path / "config.json").is_file():
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(path)
+    if model_cfg.get("tiny"):
+        from hira.models.tiny import tiny_config
+
+        return tiny_config(model_cfg.tiny, UNBUILT_VOCAB)
+    return None
+
+
+def skeleton(model_cfg):
+    """The model with every layer at its shape and no weights (on the meta device: nothing allocated), or None
+    when its architecture is not known yet (architecture())."""
+    from transformers import AutoModelForCausalLM
+
+    config = architecture(model_cfg)
+    if config is None:
+        return None
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
 def load_tokenizer(path: Path):
     """The folder's tokenizer, with a pad token: the EOS token where it has none (Llama's), so no embedding grows."""
     from transformers import AutoTokenizer

@@ -80,18 +80,22 @@ def pretrain(model, tokenizer, corpus: list[str], steps: int, batch_size: int, s
     model.eval()
 
 
+def tiny_config(cfg, vocab_size: int, **token_ids) -> LlamaConfig:
+    """The tiny base's architecture from its settings (model.tiny); the vocabulary comes from the tokenizer."""
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                       num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                       num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.max_positions,
+                       tie_word_embeddings=False, **token_ids)
+
+
 def build_tiny_model(path: Path, cfg) -> None:
     """Build tokenizer + pretrained tiny Llama into `path` (written to a temp dir, then moved into place)."""
     path = Path(path)
     torch.manual_seed(cfg.seed)
     world = synthetic_world.World.build()
     tokenizer = build_tokenizer(tokenizer_texts(world))
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                         num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.max_positions,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(tiny_config(cfg, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
     corpus = synthetic_world.pretraining_corpus(world, n_docs=cfg.pretrain.fact_docs,
                                                 n_quiz_docs=cfg.pretrain.quiz_docs, seed=cfg.seed)
     # what the math/dialogue stand-ins build on

@@ -4,7 +4,8 @@ A run directory is any folder holding config.yaml (train.py and eval.py write it
 scores.json's "best" entry (the evaluator's score of the checkpoint with the lowest validation loss), cost from
 metrics.jsonl's "end" event. A folder that is not a finished run is reported with the reason, never used.
 
-A run's settings (its fingerprint) are its resolved config.yaml minus IGNORED_KEYS, plus how its best checkpoint
+A run's settings (its fingerprint) are its resolved config.yaml's result keys (hira/config/settings.py: the
+schema marks the keys that cannot change a score, and the seeds that repeats vary), plus how its best checkpoint
 was scored: the questions per test subset, the decoding mode and beam count. Runs average together only when
 their settings are equal.
 """
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hira.adapters.params import method_params
+from hira.config.settings import frozen, result_settings
 from hira.errors import UserError
 from hira.run_dir import CONFIG_FILE, RunDir
 
@@ -29,32 +31,8 @@ from hira.run_dir import CONFIG_FILE, RunDir
 ATTENTION_LETTERS = {"q_proj": "Q", "k_proj": "K", "v_proj": "V"}
 FC = {"up_proj", "down_proj"}
 
-# Keys of config.yaml that cannot change a run's scores (a key names itself and everything under it). Every other
-# key is part of the run's settings: max_steps, epochs, warmup, the data folder, cutoff_len, model.path, the tiny
-# base's build settings, ...
-IGNORED_KEYS = (
-    "seed", "data_seed",            # what repeats of one setting vary: a group's runs are its seeds
-    "run_dir",                      # where the run was written
-    "resume",                       # a resumed run continues exactly where it stopped (tests/test_resume.py)
-    "experiment",                   # the sweep's name; the settings it sets are all in the other keys
-    "logger", "wandb",              # where metrics are sent besides metrics.jsonl
-    "train.log_steps",              # how often the training loss is logged
-    "train.keep_last",              # how many old checkpoints are deleted (the best one is always kept)
-    "train.eval_batch_size",        # how validation examples are batched: the same loss
-    "train.gradient_checkpointing", # recomputes activations: the same gradients (tests/test_gradient_checkpointing.py)
-    "hardware",                     # placement: ranks x micro_batch_size x gradient accumulation always make
-                                    # train.global_batch_size (kept), and ZeRO stages shard the same arithmetic
-    "evaluate_after_training",      # whether the run scored itself; and eval_limit, how many questions it scored:
-    "eval_limit",                   # the questions actually scored (from scores.json, "n q") replace both
-    "method.lr", "method.demo_lr", "model.lr_key",  # where train.lr (kept, resolved) was taken from
-    "task.epochs",                  # where train.epochs (kept) was taken from
-    "model.cache_path",             # where model.path (kept: the folder loaded) points by default
-    "method.fused", "method.fused_chunk_elems",     # HiRA's fused op computes the plain formula's numbers
-    "model.hub_id",                 # a download name; model.path (kept) is what was loaded
-)
 N_QUESTIONS = "n q"        # settings key: {subset: questions scored} of the best checkpoint's scores
 EVAL_KEYS = {"mode": "eval.mode", "num_beams": "eval.num_beams"}  # how it was scored: scores.json's best entry
-LEGACY_DEFAULTS = {"task.loss_on": "response"}  # settings older run configs lack, at the value those runs used
 
 
 def params_label(params) -> str:
@@ -140,35 +118,9 @@ def optional_number(cfg, key: str, kind):
     return None if value is None else kind(value)
 
 
-def frozen(value):
-    """A config value as a hashable one (lists -> tuples, mappings -> sorted item tuples)."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, frozen(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(frozen(v) for v in value)
-    return value
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{"train": {"lr": 0.01}} -> {"train.lr": 0.01}; lists stay values."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = frozen(value)
-    return flat
-
-
-def ignored(key: str) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
-
-
 def run_settings(cfg: DictConfig, best: dict) -> dict:
     """The run's fingerprint: config keys that can change a score, and how the best checkpoint was scored."""
-    settings = {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items() if not ignored(k)}
-    settings = {**LEGACY_DEFAULTS, **settings}
+    settings = result_settings(cfg)
     if best:
         settings[N_QUESTIONS] = frozen({s: summary.get("n") for s, summary in best["subsets"].items()})
         settings.update({name: best.get(key) for key, name in EVAL_KEYS.items()})

@@ -7,7 +7,8 @@ checkpoints and the `best` marker untouched; rotation renames a folder away befo
 
 manifest.json, written last inside the rename, holds every other file's size and SHA-256: a file damaged after
 the save (a disk fault, a truncated copy between file systems) is found before anything loads it. Resume falls
-back past a damaged newest checkpoint (moved aside to damaged_step_<N>); eval and the update analysis refuse one.
+back past a damaged newest checkpoint (moved aside to damaged_step_<N>; hira/training/resume.py); eval and the update
+analysis refuse one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from hira import distributed
 from hira.adapters import load_trainable_state_dict, trainable_state_dict
 from hira.errors import UserError
 from hira.files import read_json, sha256, write_text_atomic
-from hira.run_dir import CONFIG_FILE, RunDir, best_marker, read_best_marker
+from hira.run_dir import CONFIG_FILE, STEP_DIR, RunDir, best_marker, read_best_marker
 
 ADAPTER_FILE, STATE_FILE = "adapter.safetensors", "trainer_state.json"  # and CONFIG_FILE, the run's config.yaml
 MANIFEST_FILE = "manifest.json"
@@ -218,7 +218,7 @@ def rotate(ckpt_root: Path, keep_last: int | None) -> list[str]:
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
     """Complete checkpoints (renamed into place), oldest first; damage() tells whether their files are intact."""
     root = Path(ckpt_root)
-    found = [p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name) and p.is_dir()] \
+    found = [p for p in root.glob("step_*") if STEP_DIR.fullmatch(p.name) and p.is_dir()] \
         if root.is_dir() else []
     return sorted(found, key=lambda p: int(p.name.split("_")[1]))
 
@@ -272,15 +272,10 @@ def adapter_identity(cfg) -> dict:
             "target_modules": list(cfg.method.get("target_modules") or [])}
 
 
-def resume_identity(cfg) -> dict:
-    """What exact resume also needs unchanged: the data order and how it is cut into steps."""
-    return {**adapter_identity(cfg), "data_seed": cfg.data_seed, "global_batch_size": cfg.train.global_batch_size}
-
-
-def check_compatible(ckpt: Path, cfg, resuming: bool = False) -> None:
-    """A one-line error when ckpt was trained with another method, model, rank or targets than cfg (and, when
-    resuming, another data order or global batch)."""
-    saved, wanted = trainer_state(ckpt), (resume_identity if resuming else adapter_identity)(cfg)
+def check_compatible(ckpt: Path, cfg, wanted: dict | None = None) -> None:
+    """A one-line error when ckpt was trained with another method, model, rank or targets than cfg (or other values
+    of `wanted`, what it must match: resume checks more, hira/training/resume.py)."""
+    saved, wanted = trainer_state(ckpt), adapter_identity(cfg) if wanted is None else wanted
     diffs = [f"{key}: checkpoint {saved[key]} vs config {value}" for key, value in wanted.items()
              if key in saved and saved[key] != value]
     if diffs:
@@ -293,62 +288,3 @@ def load_adapter(model, ckpt: Path, cfg=None) -> None:
     if cfg is not None:
         check_compatible(ckpt, cfg)
     load_trainable_state_dict(model, load_file(str(Path(ckpt) / ADAPTER_FILE)))
-
-
-def resume_point(ckpt_root: Path, mode) -> Path | None:
-    """The checkpoint to continue from (rank 0 decides): the newest intact one for resume=auto, the newest one if
-    intact for resume=strict, none for resume=false (the schema, hira/config/schema.py, lets no other mode through).
-
-    resume=auto moves damaged newer checkpoints aside and puts `best` back as it was when the one it continues was
-    saved: the run goes on as if they had never been written. resume=false refuses a run_dir that already holds
-    checkpoints rather than silently mixing two runs in it.
-    """
-    found = list_checkpoints(ckpt_root)
-    if mode is False and found:
-        raise UserError(f"resume=false but run_dir {Path(ckpt_root).parent} already has checkpoints "
-                        f"({found[-1].name} latest); use resume=auto to continue it or pass a new run_dir=")
-    intact, moved = None, False
-    while found and intact is None:
-        newest = found.pop()
-        problem = verify(newest)
-        if problem is None:
-            intact = newest
-        elif mode == "strict":
-            raise UserError(f"checkpoint {newest} is damaged ({problem}); resume=strict stops here (resume=auto "
-                            f"falls back to the newest intact checkpoint)")
-        else:
-            moved = True
-            log.warning("checkpoint %s is damaged (%s): moved to %s; falling back to %s", newest, problem,
-                        set_aside(newest).name, found[-1].name if found else "a fresh start")
-    if moved:
-        restore_best_marker(Path(ckpt_root), intact)
-    return intact
-
-
-def restore_best_marker(ckpt_root: Path, ckpt: Path | None) -> None:
-    """`best` as it was when ckpt was saved (none before any checkpoint, or if that one has since been rotated)."""
-    best_step = trainer_state(ckpt)["best_step"] if ckpt is not None else None
-    if best_step is not None and (ckpt_root / step_name(best_step)).is_dir():
-        mark_best(ckpt_root, best_step)
-    else:
-        best_marker(ckpt_root).unlink(missing_ok=True)
-
-
-def check_world_size(ckpt: Path, world: int) -> None:
-    saved = trainer_state(ckpt).get("world_size", world)
-    if saved != world:
-        raise UserError(f"{ckpt} was written by {saved} ranks but this launch has {world}: the DeepSpeed optimizer "
-                        f"state is saved per rank, so exact resume needs {saved} ranks (or start a new run_dir)")
-
-
-def restore(engine, ckpt: Path) -> dict:
-    """Load weights, optimizer, scheduler and this rank's RNG state from ckpt.
-
-    Returns the trainer state updated with this rank's own saved values (rank_state of save_checkpoint).
-    """
-    load_path, _ = engine.load_checkpoint(str(ckpt), tag="engine", load_module_strict=False)
-    if load_path is None:
-        raise UserError(f"{ckpt}: the DeepSpeed engine state could not be loaded; start a new run_dir")
-    saved = torch.load(Path(ckpt) / f"rng_rank{distributed.rank()}.pt", weights_only=False)
-    set_rng_state(saved)
-    return {**trainer_state(ckpt), **{k: v for k, v in saved.items() if k not in ("python", "numpy", "torch")}}

@@ -24,8 +24,9 @@ from hira.models.loading import load_adapted_model
 from hira import distributed
 from hira.run_dir import RunDir
 from hira.training import batches, checkpoint, engine_config, guard
-from hira.training.cost import RunCost
-from hira.training.runlog import open_metrics, truncate_after
+from hira.training.resume import ResumePoint, build_trainer_state, record_resume, restore, start_or_resume
+from hira.training.runlog import open_metrics
+from hira.training.state import LoopState
 
 log = logging.getLogger(__name__)
 
@@ -48,42 +49,6 @@ class Schedule:
         accumulation = engine_config.accumulation_steps(cfg.train.global_batch_size, cfg.hardware.micro_batch_size,
                                                         world)
         return cls(per_epoch, total, accumulation)
-
-
-@dataclass
-class BestSoFar:
-    step: int = -1
-    val_loss: float = math.inf
-
-
-@dataclass
-class LoopState:
-    """What the loop carries from step to step, and a checkpoint carries across a restart, as one unit."""
-
-    step: int = 0                                  # steps done; the loop goes on with step + 1
-    best: BestSoFar = field(default_factory=BestSoFar)
-    running: list = field(default_factory=list)    # this rank's losses since the last train log
-    last_good: str | None = None                   # the newest checkpoint, named when a non-finite value stops
-    cost: RunCost = field(default_factory=RunCost)
-
-    def record_validation(self, step: int, val_loss: float) -> None:
-        if val_loss < self.best.val_loss:
-            self.best = BestSoFar(step, val_loss)
-
-    def to_state(self) -> dict:
-        """The fields every rank shares, under the keys trainer_state.json has always used."""
-        return {"step": self.step, "best_step": self.best.step, "best_val_loss": self.best.val_loss,
-                **self.cost.totals()}
-
-    def rank_state(self) -> dict:
-        """This rank's own fields, saved beside its RNG state: the unlogged losses differ between ranks."""
-        return {"running": self.running}
-
-    @classmethod
-    def from_state(cls, state: dict, checkpoint_name: str) -> "LoopState":
-        """Continue from a checkpoint's trainer state, this rank's own fields merged in (checkpoint.restore)."""
-        return cls(state["step"], BestSoFar(state["best_step"], state["best_val_loss"]), state.get("running", []),
-                   checkpoint_name, RunCost.resumed(state))
 
 
 def build_engine(cfg, model, schedule: Schedule):
@@ -206,52 +171,6 @@ def train_step(engine, optimizer, micro_batches: Iterable[dict]) -> tuple[list[f
     return losses, pre_clip_grad_norm(engine, own_norm)
 
 
-def resume_point(cfg, run: RunDir) -> Path | None:
-    """checkpoint.resume_point, decided by rank 0 (it may move damaged checkpoints aside) and given to every rank;
-    its UserError is raised on every rank, so none waits for the others forever."""
-    outcome = None
-    if distributed.is_main():
-        try:
-            outcome = checkpoint.resume_point(run.checkpoints, cfg.resume)
-        except UserError as e:
-            outcome = e
-    outcome = distributed.broadcast_object(outcome)
-    if isinstance(outcome, UserError):
-        raise outcome
-    return outcome
-
-
-def start_or_resume(cfg, run: RunDir):
-    """The checkpoint this run continues (None for a fresh start), checked against the config on every rank."""
-    ckpt = resume_point(cfg, run)
-    if ckpt is not None:
-        checkpoint.check_compatible(ckpt, cfg, resuming=True)
-        checkpoint.check_world_size(ckpt, distributed.world_size())
-        if distributed.is_main():  # a kill during a save or rotation leaves temp folders; redone events go too
-            checkpoint.clean_partial(run.checkpoints)
-            truncate_after(run.metrics, checkpoint.trainer_state(ckpt)["step"])
-    elif distributed.is_main() and run.metrics.exists():  # all its events are redone from the start
-        run.metrics.unlink()
-    distributed.barrier()
-    return ckpt
-
-
-def restore(engine, ckpt: Path) -> LoopState:
-    """Continue from ckpt: weights, optimizer, RNG and the loop's state as it was saved."""
-    return LoopState.from_state(checkpoint.restore(engine, ckpt), ckpt.name)
-
-
-def build_trainer_state(cfg, state: LoopState, schedule: Schedule, val_loss: float) -> dict:
-    """What a checkpoint's trainer_state.json holds (save_checkpoint writes it, checkpoint.trainer_state reads it
-    back): the loop's state, this checkpoint's validation loss and what resuming checks."""
-    epoch, step_in_epoch = divmod(state.step, schedule.steps_per_epoch)  # where the next step's batch comes from
-    shared = state.to_state()  # step, best_step, best_val_loss, then the cost totals
-    # each key once, in the order checkpoints have always had
-    return {"step": shared.pop("step"), "epoch": epoch, "step_in_epoch": step_in_epoch, "val_loss": val_loss,
-            "best_step": shared.pop("best_step"), "best_val_loss": shared.pop("best_val_loss"),
-            "world_size": distributed.world_size(), "seed": cfg.seed, **shared, **checkpoint.resume_identity(cfg)}
-
-
 def save(cfg, engine, ckpt_root: Path, schedule: Schedule, state: LoopState, val_loss: float,
          config_yaml: str) -> None:
     """Checkpoint step_<N> (N = state.step) with all resume needs, move `best`, rotate; state.last_good names it."""
@@ -274,7 +193,7 @@ def train(cfg) -> Path:
     data = load_run_inputs(cfg)  # training, validation and test files: a broken one fails before the model loads
     run = start_processes(cfg)
     resume_from = start_or_resume(cfg, run)
-    config_yaml, metrics = open_run_records(cfg, run)
+    config_yaml, metrics = open_run_records(cfg, run, resume_from is not None)
     loop = build_loop(cfg, data, run, config_yaml, metrics)
     loop.start(resume_from)
     loop.run()
@@ -291,12 +210,17 @@ def start_processes(cfg) -> RunDir:
     return RunDir(run_dir)
 
 
-def open_run_records(cfg, run: RunDir):
-    """config.yaml written (rank 0) and metrics.jsonl opened; (the config's yaml, the metrics writer)."""
+def open_run_records(cfg, run: RunDir, resuming: bool):
+    """config.yaml written (rank 0) and metrics.jsonl opened; (the config's yaml, the metrics writer). A resumed
+    run's config.yaml stays as it was: the settings the run trained with (a changed neutral key is in
+    resumes.json), and each new checkpoint gets the same copy."""
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     if distributed.is_main():
-        run.checkpoints.mkdir(parents=True, exist_ok=True)
-        run.config.write_text(config_yaml)
+        if resuming and run.config.is_file():
+            config_yaml = run.config.read_text()
+        else:
+            run.checkpoints.mkdir(parents=True, exist_ok=True)
+            run.config.write_text(config_yaml)
     return config_yaml, open_metrics(cfg, run.path, enabled=distributed.is_main())  # a missing wandb fails here
 
 
@@ -344,15 +268,19 @@ class Loop:
     grad_norm: float | None = None  # the last step's, logged with the next train event
     bar: Any = None  # the progress bar, while run() runs
 
-    def start(self, resume_from: Path | None) -> None:
-        """A fresh state, or the one restored from resume_from, and the event that says which."""
+    def start(self, resume_from: ResumePoint | None) -> None:
+        """A fresh state, or the one restored from resume_from, and the event that says which (with the neutral
+        keys this command changed, also appended to resumes.json)."""
         if resume_from is None:
             self.metrics.write("start", **self.start_fields)
         else:
-            self.state = restore(self.engine, resume_from)
+            self.state = restore(self.engine, resume_from.checkpoint)
+            changed = resume_from.changed
             self.metrics.write("resume", step=self.state.step, checkpoint=self.state.last_good,
-                               total_steps=self.schedule.total_steps)
-            log.info("resuming %s from %s", self.run_dir.path, self.state.last_good)
+                               total_steps=self.schedule.total_steps, changed=changed)
+            record_resume(self.run_dir, self.state.step, self.state.last_good, changed)
+            log.info("resuming %s from %s%s", self.run_dir.path, self.state.last_good,
+                     f" (changed: {', '.join(changed)})" if changed else "")
 
     def run(self) -> None:
         total = self.schedule.total_steps
