@@ -9,6 +9,7 @@ small readers that training, evaluation, the paper tables and the GPU check all 
     <run>/checkpoints/damaged_step_<N>/  a checkpoint resume found damaged and moved aside (never loaded)
     <run>/scores.json            per scoring setting: the evaluator's entry per scored checkpoint, and "best"
     <run>/predictions/<setting>/<name>/  the per-example rows of one checkpoint (or model) scored under one setting
+    <run>/analysis/              hira-analyze-updates' spectra and figures of this run alone (its default --out)
 
 Every path inside a run folder is relative to the folder: a copied or moved run reads and writes only itself.
 
@@ -37,6 +38,7 @@ SCORES_FILE = "scores.json"
 TRAIN_LOG = "train.log"
 CHECKPOINTS_DIR = "checkpoints"
 PREDICTIONS_DIR = "predictions"
+ANALYSIS_DIR = "analysis"
 BEST_MARKER = "best"
 SCORES_FORMAT = 2
 MODES = ("generate", "loglik")
@@ -111,6 +113,17 @@ def read_metrics(path: str | Path) -> list[dict]:
     return parse_events(path.read_text()) if path.is_file() else []
 
 
+def setting_scores(scores: dict, setting: str | None = None) -> dict:
+    """One setting's {"setting", "checkpoints", "best"} of scores.json (format 2); without a name, that of the only
+    setting scored (a run scored one way)."""
+    scorings = scores["scorings"]
+    if setting is None:
+        if len(scorings) != 1:
+            raise ValueError(f"scores.json holds {len(scorings)} scoring settings ({', '.join(scorings)}); name one")
+        setting = next(iter(scorings))
+    return scorings[setting]
+
+
 @dataclass(frozen=True)
 class RunDir:
     """One run folder: where each of its files lives, and what they say."""
@@ -143,6 +156,10 @@ class RunDir:
     @property
     def best_marker(self) -> Path:
         return best_marker(self.checkpoints)
+
+    @property
+    def analysis(self) -> Path:
+        return self.path / ANALYSIS_DIR
 
     def predictions(self, setting: str, name: str) -> Path:
         """The folder of one checkpoint's (or model's) per-example rows under one scoring setting (its id)."""

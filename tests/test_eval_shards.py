@@ -14,6 +14,7 @@ from conftest import common_overrides, run_script, small_run_overrides, smollm2_
 from hira.distributed import free_port
 from hira.errors import UserError
 from hira.evaluation.shards import decode_sharded, shard
+from hira.run_dir import setting_scores
 
 pytestmark = pytest.mark.skipif(shutil.which("deepspeed") is None, reason="needs the deepspeed launcher")
 
@@ -121,7 +122,7 @@ def scored_by_one_and_two_ranks(run_dir, settings: list[str], tmp_path):
 
 
 def subset_sizes(scored) -> list[int]:
-    return [s["n"] for s in json.loads((scored / "scores.json").read_text())["best"]["subsets"].values()]
+    return [s["n"] for s in setting_scores(json.loads((scored / "scores.json").read_text()))["best"]["subsets"].values()]
 
 
 def generations(scored) -> list[str]:
@@ -156,3 +157,27 @@ def test_train_on_two_ranks_scores_a_shard_on_each_as_one_process_would(workdir,
     two = scored_files(run_dir, tmp_path / "two")
     run("eval.py", f"run_dir={run_dir}", "limit=3")
     assert same_tree(scored_files(run_dir, tmp_path / "one"), two)
+
+
+@pytest.mark.slow  # deepspeed launches
+def test_a_killed_two_rank_scoring_resumes_on_two_ranks_as_one_process_scores(trained_run, tmp_path, monkeypatch):
+    """Each rank appends its shard to its own file; both die by SIGKILL after their first batch, and the rerun on
+    2 ranks decodes only the questions neither file holds, ending with one process's files byte for byte."""
+    from hira.evaluation.evaluator import evaluate_run
+    from hira.evaluation.progress import KILL_AFTER
+
+    killed, reference = (shutil.copytree(trained_run, tmp_path / name, ignore=shutil.ignore_patterns(
+        "scores.json", "predictions", "eval_logs")) for name in ("killed", "reference"))
+    settings = ["limit=3", "num_beams=2", "batch_size=1"]
+    monkeypatch.setenv(KILL_AFTER, "1")
+    proc = run_script("eval.py", f"run_dir={killed}", *settings, timeout=1200, launcher=two_ranks())
+    monkeypatch.delenv(KILL_AFTER)
+    assert proc.returncode != 0
+    folder = killed / "predictions" / "generate_b2_t8_n3" / "step_2"
+    shards = sorted(p.name for p in folder.glob("*.partial.jsonl"))
+    assert shards == ["boolq.rank0.partial.jsonl", "boolq.rank1.partial.jsonl"] and not (killed / "scores.json").exists()
+    stdout = run("eval.py", f"run_dir={killed}", *settings, launcher=two_ranks())
+    assert f"{folder}: kept 2 of 24 questions scored before, scoring the other 22" in stdout
+    evaluate_run(reference, limit=3, num_beams=2, batch_size=1)
+    assert (killed / "scores.json").read_bytes() == (reference / "scores.json").read_bytes()
+    assert same_tree(killed / "predictions", reference / "predictions")

@@ -27,7 +27,7 @@ from hira.errors import UserError
 from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
 from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, launched_ranks, rank_device
-from hira.evaluation.progress import Appender, check_settings, finish_subset, kept_outputs
+from hira.evaluation.progress import Appender, check_settings, cut_short, finish_subset, kept_outputs
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
 from hira.run_dir import RunDir, own_scoring, scoring_id, scoring_setting
@@ -180,8 +180,11 @@ def read_kept(out_dir: Path, tests: dict, eval_cfg, checkpoint: str | None) -> d
     if distributed.is_main():
         try:
             check_settings(out_dir, predictions_record(eval_cfg, checkpoint))
-            found = ("ok", {subset: kept_outputs(out_dir, subset, len(records), eval_cfg.mode)
-                            for subset, records in tests.items()})
+            read = {subset: kept_outputs(out_dir, subset, len(records), eval_cfg.mode)
+                    for subset, records in tests.items()}
+            for file, length in (repair for _, repairs in read.values() for repair in repairs):
+                cut_short(file, length)  # only once every file read well: a refusal changes nothing
+            found = ("ok", {subset: kept for subset, (kept, _) in read.items()})
         except UserError as e:
             found = ("error", str(e))
     else:

@@ -13,12 +13,16 @@ When a subset is complete rank 0 writes its rows and deletes the partial files.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 from hira.errors import UserError
 from hira.files import read_json, write_json_atomic, write_text_atomic
 
 SETTINGS_FILE = "settings.json"
+KILL_AFTER = "HIRA_TEST_KILL_AFTER_BATCHES"  # tests: SIGKILL this process once it has appended this many batches
+appended_batches = 0
 
 
 def partial_file(folder: Path, subset: str, rank: int) -> Path:
@@ -52,13 +56,10 @@ def damaged(file: Path, line_no: int, why: str) -> UserError:
     return UserError(f"{file}:{line_no}: damaged prediction row ({why}); delete {file} to rescore its questions")
 
 
-def read_partial(file: Path, n: int) -> dict[int, str]:
-    """{question index: output} of one rank's file; a last line the kill cut short is cut off the file."""
+def read_partial(file: Path, n: int) -> tuple[dict[int, str], int | None]:
+    """({question index: output}, the length to cut the file to when the kill cut its last row short, else None)."""
     data = file.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) < len(data):  # the kill cut the last row mid-write: drop it, its question is decoded again
-        with file.open("r+b") as f:
-            f.truncate(len(complete))
     outputs = {}
     for line_no, line in enumerate(complete.decode("utf-8", errors="replace").splitlines(), 1):
         try:
@@ -69,7 +70,13 @@ def read_partial(file: Path, n: int) -> dict[int, str]:
                 and isinstance(row.get("output"), str)):
             raise damaged(file, line_no, f"not {{\"i\": 0..{n - 1}, \"output\": text}}")
         outputs.setdefault(row["i"], row["output"])
-    return outputs
+    return outputs, (len(complete) if len(complete) < len(data) else None)
+
+
+def cut_short(file: Path, length: int) -> None:
+    """Drop a row the kill cut short (its question is decoded again)."""
+    with file.open("r+b") as f:
+        f.truncate(length)
 
 
 def read_subset_rows(file: Path, n: int, mode: str) -> dict[int, str]:
@@ -88,16 +95,20 @@ def read_subset_rows(file: Path, n: int, mode: str) -> dict[int, str]:
     return outputs
 
 
-def kept_outputs(folder: Path, subset: str, n: int, mode: str) -> dict[int, str]:
-    """Every output an earlier scoring of this subset wrote: all of a finished subset, or the partial files'."""
+def kept_outputs(folder: Path, subset: str, n: int, mode: str) -> tuple[dict[int, str], list]:
+    """Every output an earlier scoring of this subset wrote (all of a finished subset, or the partial files'), and
+    the repairs to make once every file has been read: (file, length) of each last row cut short."""
     finished = subset_file(folder, subset)
     if finished.is_file():
-        return read_subset_rows(finished, n, mode)
-    kept = {}
+        return read_subset_rows(finished, n, mode), []
+    kept, repairs = {}, []
     for file in partial_files(folder, subset):
-        for i, output in read_partial(file, n).items():
+        outputs, cut = read_partial(file, n)
+        for i, output in outputs.items():
             kept.setdefault(i, output)
-    return kept
+        if cut is not None:
+            repairs.append((file, cut))
+    return kept, repairs
 
 
 class Appender:
@@ -114,6 +125,15 @@ class Appender:
         with self.file.open("a", encoding="utf-8") as f:
             f.write(text)
             f.flush()
+        killed_for_a_test()
+
+
+def killed_for_a_test() -> None:
+    """A real kill at a chosen point, for tests of the resume (unset: nothing happens)."""
+    global appended_batches
+    appended_batches += 1
+    if os.environ.get(KILL_AFTER) and appended_batches >= int(os.environ[KILL_AFTER]):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def finish_subset(folder: Path, subset: str, rows: list[dict]) -> None:
