@@ -116,7 +116,11 @@ def test_a_checkpoint_scored_in_both_modes_keeps_both(trained, tmp_path):
     assert not skipped and runs[0].scoring == "loglik" and runs[0].settings["eval.mode"] == "loglik"
     runs, skipped = find_runs(tmp_path / "runs", "generate_b2_t8_n2")
     assert runs[0].scoring == "generate" and runs[0].settings["eval.num_beams"] == 2
-    runs, skipped = find_runs(tmp_path / "runs")  # its own setting (the task's 4 beams) was never scored
+    runs, skipped = find_runs(tmp_path / "runs")  # its own setting (the task's 4 beams) was never scored: a run
+    assert not skipped and runs[0].scores == {}    # trained with evaluate_after_training=false shows its cost alone
+    cfg = run / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("evaluate_after_training: false", "evaluate_after_training: true"))
+    runs, skipped = find_runs(tmp_path / "runs")
     assert not runs and skipped[0].reason == ("no scores under scoring generate_b4_t8 (no best entry in scores.json; "
                                               "it has generate_b2_t8_n2, loglik_n2)")
 
