@@ -8,6 +8,7 @@ import shutil
 import pytest
 from conftest import common_overrides, run_script
 
+from hira.commands.analyze_updates import main as analyze_main
 from hira.errors import UserError
 from hira.evaluation.evaluator import evaluate_run
 from hira.evaluation.progress import KILL_AFTER
@@ -138,8 +139,7 @@ def test_a_copied_run_folder_reads_and_writes_only_itself(trained, tmp_path):
         for args in (settings, [*settings, "watch=true", "poll_s=0.1", "checkpoints=all"]):
             proc = run_script("eval.py", f"run_dir={copy}", *args)
             assert proc.returncode == 0, proc.stderr[-3000:]
-        proc = run_script("scripts/analyze_updates.py", copy)  # into <copy>/analysis by default
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        analyze_main([str(copy)])  # into <copy>/analysis by default (in-process: scripts/ import the installed hira)
         assert not trained.exists() and sorted(trained.parent.iterdir()) == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
     finally:
