@@ -159,25 +159,39 @@ def test_train_on_two_ranks_scores_a_shard_on_each_as_one_process_would(workdir,
     assert same_tree(scored_files(run_dir, tmp_path / "one"), two)
 
 
-@pytest.mark.slow  # deepspeed launches
-def test_a_killed_two_rank_scoring_resumes_on_two_ranks_as_one_process_scores(trained_run, tmp_path, monkeypatch):
-    """Each rank appends its shard to its own file; both die by SIGKILL after their first batch, and the rerun on
-    2 ranks decodes only the questions neither file holds, ending with one process's files byte for byte."""
+def score_and_die(rank: int, port: int, run_dir: str, settings: dict) -> None:
+    """One of 2 gloo scoring ranks that SIGKILLs itself once its first batch is appended. Spawned without a launcher,
+    which would kill the other rank as soon as one dies, before it has appended anything."""
+    import os
+
     from hira.evaluation.evaluator import evaluate_run
     from hira.evaluation.progress import KILL_AFTER
 
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), **{KILL_AFTER: "1"})
+    evaluate_run(run_dir, **settings)
+
+
+@pytest.mark.slow  # a deepspeed launch
+def test_a_killed_two_rank_scoring_resumes_on_two_ranks_as_one_process_scores(trained_run, tmp_path):
+    """Each rank appends its shard to its own file; both die by SIGKILL in the middle of the first subset, and the
+    rerun on 2 ranks decodes only the questions neither file holds, ending with one process's files byte for byte."""
+    from hira.evaluation.evaluator import evaluate_run
+
     killed, reference = (shutil.copytree(trained_run, tmp_path / name, ignore=shutil.ignore_patterns(
         "scores.json", "predictions", "eval_logs")) for name in ("killed", "reference"))
-    settings = ["limit=3", "num_beams=2", "batch_size=1"]
-    monkeypatch.setenv(KILL_AFTER, "1")
-    proc = run_script("eval.py", f"run_dir={killed}", *settings, timeout=1200, launcher=two_ranks())
-    monkeypatch.delenv(KILL_AFTER)
-    assert proc.returncode != 0
+    settings = dict(limit=3, num_beams=2, batch_size=1)  # rank 0 decodes boolq's questions 0 and 2, rank 1 question 1
+    ranks = mp.start_processes(score_and_die, args=(free_port(), str(killed), settings), nprocs=2, join=False,
+                               start_method="spawn")
+    for process in ranks.processes:
+        process.join(timeout=600)
+    assert [p.exitcode for p in ranks.processes] == [-9, -9]
     folder = killed / "predictions" / "generate_b2_t8_n3" / "step_2"
-    shards = sorted(p.name for p in folder.glob("*.partial.jsonl"))
-    assert shards == ["boolq.rank0.partial.jsonl", "boolq.rank1.partial.jsonl"] and not (killed / "scores.json").exists()
-    stdout = run("eval.py", f"run_dir={killed}", *settings, launcher=two_ranks())
+    shards = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.partial.jsonl")}
+    assert shards == {"boolq.rank0.partial.jsonl": 1, "boolq.rank1.partial.jsonl": 1}
+    assert not (folder / "boolq.jsonl").exists() and not (killed / "scores.json").exists()
+    stdout = run("eval.py", f"run_dir={killed}", *(f"{k}={v}" for k, v in settings.items()), launcher=two_ranks())
     assert f"{folder}: kept 2 of 24 questions scored before, scoring the other 22" in stdout
-    evaluate_run(reference, limit=3, num_beams=2, batch_size=1)
+    evaluate_run(reference, **settings)
     assert (killed / "scores.json").read_bytes() == (reference / "scores.json").read_bytes()
     assert same_tree(killed / "predictions", reference / "predictions")
