@@ -48,7 +48,10 @@ def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
     markdown = make_tables(tmp_path / "scored").markdown
     base_rows = [line for line in markdown.splitlines() if line.startswith("| base |")]
     assert len(base_rows) == 1  # one row, beside the paper's rows, with the base model's own numbers
-    assert f"{100 * scores['base']['subsets']['piqa']['accuracy']:.2f}" in base_rows[0]
+    assert f"{100 * base['subsets']['piqa']['accuracy']:.2f}" in base_rows[0]
+
+
+SETTING = "generate_b2_t8_n6"
 
 
 @pytest.mark.slow  # load_base_model first pretrains the test tiny model (tens of seconds)
@@ -62,13 +65,13 @@ def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.3)
     export_peft(model, tmp_path / "adapter")
-    settings = {"limit": 6, "num_beams": 2, "subsets": SUBSETS}
+    settings = {"limit": 6, "num_beams": 2, "subsets": SUBSETS}  # the setting generate_b2_t8_n6
     ours = score_model(merge(model), tokenizer, select_tests(task_cfg, eval_settings(task_cfg, settings)),
                        eval_settings(task_cfg, settings), tmp_path / "ours")
     entry = evaluate_model(model_cfg, task_cfg, tmp_path / "peft_run", adapter=tmp_path / "adapter", **settings)
     assert entry["subsets"] == ours
     for subset in SUBSETS:  # the same text decoded, question by question
-        assert ((tmp_path / "peft_run" / "predictions" / "generate_b2_t8_n6" / "adapter" / f"{subset}.jsonl").read_text()
+        assert ((tmp_path / "peft_run" / "predictions" / SETTING / "adapter" / f"{subset}.jsonl").read_text()
                 == (tmp_path / "ours" / f"{subset}.jsonl").read_text())
     tests = select_tests(task_cfg, eval_settings(task_cfg, settings))
     score_model(load_base_model(model_cfg)[0], tokenizer, tests, eval_settings(task_cfg, settings), tmp_path / "base")

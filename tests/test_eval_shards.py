@@ -122,7 +122,8 @@ def scored_by_one_and_two_ranks(run_dir, settings: list[str], tmp_path):
 
 
 def subset_sizes(scored) -> list[int]:
-    return [s["n"] for s in setting_scores(json.loads((scored / "scores.json").read_text()))["best"]["subsets"].values()]
+    best = setting_scores(json.loads((scored / "scores.json").read_text()))["best"]
+    return [s["n"] for s in best["subsets"].values()]
 
 
 def generations(scored) -> list[str]:

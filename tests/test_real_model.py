@@ -230,5 +230,6 @@ def test_train_and_score_on_the_real_model(smollm2, tmp_path, dtype, steps):
     scores = setting_scores(json.loads((run_dir / "scores.json").read_text()))["best"]
     assert set(scores["subsets"]) == {"boolq", "piqa"}
     for subset in ("boolq", "piqa"):
-        rows = [json.loads(line) for line in (run_dir / "predictions" / "generate_b4_t8" / f"step_{steps}" / f"{subset}.jsonl").open()]
+        predictions = run_dir / "predictions" / "generate_b4_t8" / f"step_{steps}"
+        rows = [json.loads(line) for line in (predictions / f"{subset}.jsonl").open()]
         assert len(rows) == 2 and all(row["generation"] for row in rows)  # it decoded text, not nothing

@@ -26,7 +26,8 @@ def test_metamath_stand_in_trains_and_is_scored_by_the_gsm8k_scorer(workdir):
     run_dir, scores, stdout = train_stand_in(workdir, "metamath_synthetic", 48, 4)
     assert list(scores) == ["gsm8k"] and scores["gsm8k"]["n"] == 4
     assert "accuracy" in scores["gsm8k"] and "parse fail" in stdout
-    rows = [json.loads(line) for line in (run_dir / "predictions" / "generate_b2_t12" / "step_4" / "gsm8k.jsonl").read_text().splitlines()]
+    predictions = run_dir / "predictions" / "generate_b2_t12" / "step_4"  # the task's beams and tokens (SMALL)
+    rows = [json.loads(line) for line in (predictions / "gsm8k.jsonl").read_text().splitlines()]
     test = json.loads((workdir / "metamath_synthetic" / "gsm8k" / "test.json").read_text())
     assert [r["gold"] for r in rows] == [t["answer"] for t in test]
     assert (workdir / "metamath_synthetic" / ".tokenized").is_dir()

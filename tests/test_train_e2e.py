@@ -33,7 +33,8 @@ def test_train_then_eval(workdir):
     assert scores["best"]["checkpoint"] == f"step_{best['step']}"
     assert set(scores["best"]["subsets"]) == {"boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"}
     assert "average" in proc.stdout and "parse fail" in proc.stdout
-    rows = [json.loads(line) for line in (run_dir / "predictions" / "generate_b4_t8" / f"step_{best['step']}" / "piqa.jsonl").read_text().splitlines()]
+    predictions = run_dir / "predictions" / "generate_b4_t8" / f"step_{best['step']}"  # the run's own setting
+    rows = [json.loads(line) for line in (predictions / "piqa.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and set(rows[0]) == {"prompt", "generation", "prediction", "gold", "correct"}
 
     # The separate evaluator scores every checkpoint of the finished run.

@@ -1,8 +1,8 @@
 """Scoring models no training run of ours made: the untuned base (the tables' "base" row), a peft adapter folder
 on top of it, or a merged model folder (any local causal LM, `model=hf model.path=DIR`).
 
-Each is written as a scoring-only run folder (config.yaml, scores.json, predictions/<setting>/<name>/) that hira-make-tables
-reads beside the training runs: the method column says `base`, or `peft_<type>` for an adapter folder.
+Each is written as a scoring-only run folder (config.yaml, scores.json, predictions/<setting>/<name>/) that
+hira-make-tables reads beside the training runs: the method column says `base`, or `peft_<type>` for an adapter folder.
 """
 
 from __future__ import annotations

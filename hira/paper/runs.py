@@ -138,8 +138,9 @@ def chosen_scoring(scores_json: dict, cfg, wanted: str | None = None) -> str | N
         return next(iter(scorings))
     own = own_scoring(cfg)
     mode = wanted or own["mode"]
+    decoding = ("num_beams", "max_new_tokens") if mode == "generate" else ()  # a mode names the task's decoding
     candidates = [name for name, block in scorings.items() if block["setting"]["mode"] == mode
-                  and (mode != "generate" or all(block["setting"][k] == own[k] for k in ("num_beams", "max_new_tokens")))]
+                  and all(block["setting"][k] == own[k] for k in decoding)]
     own_id = scoring_id(scoring_setting(mode, own["num_beams"], own["max_new_tokens"], own["limit"]))
     if own_id in candidates:
         return own_id
