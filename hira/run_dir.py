@@ -17,7 +17,7 @@ A scoring setting is what can change a score besides the weights: the mode (gene
 beams and new tokens, and the questions per subset (limit). Its id names it in scores.json and predictions/:
 generate_b4_t32, loglik, generate_b4_t32_n30 (the first 30 questions of each subset). scores.json (format 2):
 
-    {"format": 2, "scorings": {<id>: {"setting": {...}, "checkpoints": {<name>: entry}, "best": entry + checkpoint}}}
+    {"format": 2, "scorings": {<id>: {"setting": {...}, "scored": {<name>: entry}, "best": entry + checkpoint}}}
 
 scores.json written before settings were kept ({<name>: entry with "mode" and "num_beams", "best": ...}) is read
 as format 2: each entry under the setting of its mode and beams, with the run's own new tokens and limit.
@@ -76,12 +76,12 @@ def upgrade_scores(scores: dict, own: dict | None) -> dict:
     for name, entry in scores.items():
         setting = scoring_setting(entry.get("mode", "generate"), entry.get("num_beams"), own["max_new_tokens"],
                                   own["limit"])
-        block = upgraded["scorings"].setdefault(scoring_id(setting), {"setting": setting, "checkpoints": {}})
+        block = upgraded["scorings"].setdefault(scoring_id(setting), {"setting": setting, "scored": {}})
         kept = {k: v for k, v in entry.items() if k not in ("mode", "num_beams")}
         if name == "best":
             block["best"] = kept
         else:
-            block["checkpoints"][name] = kept
+            block["scored"][name] = kept
     return upgraded
 
 
@@ -114,7 +114,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def setting_scores(scores: dict, setting: str | None = None) -> dict:
-    """One setting's {"setting", "checkpoints", "best"} of scores.json (format 2); without a name, that of the only
+    """One setting's {"setting", "scored", "best"} of scores.json (format 2); without a name, that of the only
     setting scored (a run scored one way)."""
     scorings = scores["scorings"]
     if setting is None:

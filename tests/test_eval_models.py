@@ -40,7 +40,7 @@ def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
                     "num_beams=2", f"subsets=[{','.join(SUBSETS)}]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = setting_scores(json.loads((out / "scores.json").read_text()), "generate_b2_t8_n4")
-    base = scores["checkpoints"]["base"]
+    base = scores["scored"]["base"]
     assert scores["best"]["checkpoint"] == "base" and set(base["subsets"]) == set(SUBSETS)
     assert all(base["subsets"][s]["n"] == 4 for s in SUBSETS)
     assert len((out / "predictions" / "generate_b2_t8_n4" / "base" / "piqa.jsonl").read_text().splitlines()) == 4

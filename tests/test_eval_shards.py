@@ -181,7 +181,8 @@ def test_a_killed_two_rank_scoring_resumes_on_two_ranks_as_one_process_scores(tr
 
     killed, reference = (shutil.copytree(trained_run, tmp_path / name, ignore=shutil.ignore_patterns(
         "scores.json", "predictions", "eval_logs")) for name in ("killed", "reference"))
-    settings = dict(limit=3, num_beams=2, batch_size=1)  # rank 0 decodes boolq's questions 0 and 2, rank 1 question 1
+    settings = dict(limit=3, num_beams=2, batch_size=1, subsets=["boolq", "piqa"])  # rank 0: boolq's questions 0
+    # and 2, rank 1: question 1
     ranks = mp.start_processes(score_and_die, args=(free_port(), str(killed), settings), nprocs=2, join=False,
                                start_method="spawn")
     for process in ranks.processes:
@@ -191,8 +192,9 @@ def test_a_killed_two_rank_scoring_resumes_on_two_ranks_as_one_process_scores(tr
     shards = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.partial.jsonl")}
     assert shards == {"boolq.rank0.partial.jsonl": 1, "boolq.rank1.partial.jsonl": 1}
     assert not (folder / "boolq.jsonl").exists() and not (killed / "scores.json").exists()
-    stdout = run("eval.py", f"run_dir={killed}", *(f"{k}={v}" for k, v in settings.items()), launcher=two_ranks())
-    assert f"{folder}: kept 2 of 24 questions scored before, scoring the other 22" in stdout
+    stdout = run("eval.py", f"run_dir={killed}", "limit=3", "num_beams=2", "batch_size=1", "subsets=[boolq,piqa]",
+                 launcher=two_ranks())
+    assert f"{folder}: kept 2 of 6 questions scored before, scoring the other 4" in stdout
     evaluate_run(reference, **settings)
     assert (killed / "scores.json").read_bytes() == (reference / "scores.json").read_bytes()
     assert same_tree(killed / "predictions", reference / "predictions")

@@ -62,8 +62,8 @@ def test_a_folder_written_before_settings_were_kept_still_reads(tmp_path):
     assert set(scores["scorings"]) == {"generate_b4_t8", "loglik"}
     own = setting_scores(scores, "generate_b4_t8")
     assert own["setting"] == {"mode": "generate", "num_beams": 4, "max_new_tokens": 8, "limit": None}
-    assert own["best"] == {"checkpoint": "step_2", **OLD_ENTRY} and list(own["checkpoints"]) == ["step_2"]
-    assert list(setting_scores(scores, "loglik")["checkpoints"]) == ["step_1"]
+    assert own["best"] == {"checkpoint": "step_2", **OLD_ENTRY} and list(own["scored"]) == ["step_2"]
+    assert list(setting_scores(scores, "loglik")["scored"]) == ["step_1"]
     [found], skipped = find_runs(tmp_path)  # the tables read it under its own setting
     assert not skipped and found.scores["piqa"] == 50 and found.settings["eval.num_beams"] == 4
 
@@ -135,22 +135,23 @@ def test_a_copied_run_folder_reads_and_writes_only_itself(trained, tmp_path):
     trained.rename(aside)  # the original is gone while the copy is used; the other tests get it back
     before = sorted(trained.parent.iterdir())
     try:
-        settings = ["limit=2", "num_beams=2"]
-        for args in (settings, [*settings, "watch=true", "poll_s=0.1", "checkpoints=all"]):
-            proc = run_script("eval.py", f"run_dir={copy}", *args)
-            assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = run_script("eval.py", f"run_dir={copy}", "limit=2", "num_beams=2")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        evaluate_run(copy, watch=True, poll_s=0.1, limit=2, num_beams=1)  # watch the finished run: one more setting
         analyze_main([str(copy)])  # into <copy>/analysis by default (in-process: scripts/ import the installed hira)
         assert not trained.exists() and sorted(trained.parent.iterdir()) == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
     finally:
         aside.rename(trained)
     scores = RunDir(copy).read_scores()
-    assert setting_scores(scores, "generate_b2_t8_n2")["best"]["checkpoint"] == "step_2"
-    assert len(list((copy / "predictions" / "generate_b2_t8_n2" / "step_2").glob("*.jsonl"))) == 8
+    for setting in ("generate_b2_t8_n2", "generate_b1_t8_n2"):
+        assert setting_scores(scores, setting)["best"]["checkpoint"] == "step_2"
+        assert len(list((copy / "predictions" / setting / "step_2").glob("*.jsonl"))) == 8
     assert (copy / "analysis" / "update_spectra.csv").is_file()
 
 
-SCORING = dict(limit=3, num_beams=2, batch_size=2)  # 8 subsets of 3 questions, in batches of 2 and 1
+SCORING = dict(limit=3, num_beams=2, batch_size=2, subsets="[boolq,piqa,siqa]")  # 3 questions: batches of 2 and 1
+IN_PROCESS = {**SCORING, "subsets": ["boolq", "piqa", "siqa"]}
 SETTING = "generate_b2_t8_n3"
 
 
@@ -173,7 +174,7 @@ def test_a_killed_scoring_resumes_byte_identical(trained, tmp_path, monkeypatch)
     bad.write_text("\n".join([rows[0], "{not json", rows[1]]) + "\n")
     before = tree_bytes(damaged)
     with pytest.raises(UserError) as refused:
-        evaluate_run(damaged, **SCORING)
+        evaluate_run(damaged, **IN_PROCESS)
     assert str(refused.value) == (f"{bad}:2: damaged prediction row (not JSON: Expecting property name enclosed in "
                                   f"double quotes); delete {bad} to rescore its questions")
     assert tree_bytes(damaged) == before
@@ -182,10 +183,10 @@ def test_a_killed_scoring_resumes_byte_identical(trained, tmp_path, monkeypatch)
         f.write('{"i": 2, "output": "cut by the ki')  # a row the kill cut short: repaired, its question redone
     proc = run_script("eval.py", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"{folder}: kept 5 of 24 questions scored before, scoring the other 19" in proc.stdout
+    assert f"{folder}: kept 5 of 9 questions scored before, scoring the other 4" in proc.stdout
 
     reference = shutil.copytree(trained, tmp_path / "reference")
-    evaluate_run(reference, **SCORING)  # uninterrupted
+    evaluate_run(reference, **IN_PROCESS)  # uninterrupted
     assert (killed / "scores.json").read_bytes() == (reference / "scores.json").read_bytes()
     assert tree_bytes(killed / "predictions") == tree_bytes(reference / "predictions")
     assert not list(folder.glob("*.partial.jsonl"))

@@ -42,7 +42,7 @@ def test_train_then_eval(workdir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = setting_scores(json.loads((run_dir / "scores.json").read_text()), "generate_b2_t8")
     for name in ckpts:
-        assert set(scores["checkpoints"][name]["subsets"]) == {"piqa", "boolq"}
+        assert set(scores["scored"][name]["subsets"]) == {"piqa", "boolq"}
         assert (run_dir / "predictions" / "generate_b2_t8" / name / "boolq.jsonl").is_file()
 
 

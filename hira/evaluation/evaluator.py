@@ -316,24 +316,24 @@ def scores_entry(scores: dict) -> dict:
 
 
 def setting_block(all_scores: dict, eval_cfg) -> dict:
-    """scores.json's entries of eval_cfg's scoring setting (created empty): {"setting", "checkpoints", "best"}."""
+    """scores.json's entries of eval_cfg's scoring setting (created empty): {"setting", "scored", "best"}."""
     setting = setting_of(eval_cfg)
-    return all_scores["scorings"].setdefault(scoring_id(setting), {"setting": setting, "checkpoints": {}})
+    return all_scores["scorings"].setdefault(scoring_id(setting), {"setting": setting, "scored": {}})
 
 
 def record_scores(block: dict, name: str, scores: dict) -> None:
     """Add a checkpoint's subset scores to its entry under one setting (subsets scored before, e.g. with another
     subsets=, are kept beside them)."""
-    old = block["checkpoints"].get(name, {}).get("subsets", {})
+    old = block["scored"].get(name, {}).get("subsets", {})
     merged = {**old, **scores}
-    block["checkpoints"][name] = scores_entry(merged)
+    block["scored"][name] = scores_entry(merged)
     if block.get("best", {}).get("checkpoint") == name:
         set_best(block, name)
 
 
 def set_best(block: dict, name: str) -> None:
     """A setting's "best" entry: a copy of `name`'s entry that names it (what the paper tables read)."""
-    block["best"] = {"checkpoint": name, **block["checkpoints"][name]}
+    block["best"] = {"checkpoint": name, **block["scored"][name]}
 
 
 def print_scores(where, name: str, scores: dict, eval_cfg) -> None:
@@ -355,7 +355,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     """Score the selected checkpoints of a run, or with watch=True every checkpoint as training writes it, under
     one scoring setting; everything is read from and written into run_dir (wherever the run was made).
 
-    Returns scores.json's content (hira/run_dir.py): every setting's {"checkpoints": {name: entry}, "best": ...}.
+    Returns scores.json's content (hira/run_dir.py): every setting's {"scored": {name: entry}, "best": ...}.
     """
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
@@ -385,7 +385,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
         print_scores(run_dir, ckpt.name, scores, eval_cfg)
 
     if watch:
-        watch_checkpoints(run_dir, score, list(block["checkpoints"]), poll_s, watch_timeout_s)
+        watch_checkpoints(run_dir, score, list(block["scored"]), poll_s, watch_timeout_s)
         if (mark := select_best(run, block)) is not None:  # the marker may have moved after the last score
             set_best(block, mark)
             write_json_atomic(run.scores, all_scores)
@@ -398,4 +398,4 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
 def select_best(run: RunDir, block: dict) -> str | None:
     """The checkpoint training marked best (lowest validation loss), if it has been scored under this setting."""
     name = run.best_name()
-    return name if name in block["checkpoints"] else None
+    return name if name in block["scored"] else None

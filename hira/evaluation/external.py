@@ -56,7 +56,7 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
                    **overrides) -> dict:
     """Score the base model of model_cfg (with a peft adapter folder merged in, if given) on task_cfg's tests.
 
-    Writes run_dir/config.yaml and scores.json (under the scoring setting: {"checkpoints": {name: entry}, "best":
+    Writes run_dir/config.yaml and scores.json (under the scoring setting: {"scored": {name: entry}, "best":
     entry}, name "base" or "adapter"); an existing scores.json keeps its other entries and settings. Returns the
     entry.
     """
@@ -82,4 +82,4 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
     set_best(block, name)
     write_json_atomic(run.scores, all_scores)
     print_scores(run.path, name, scores, eval_cfg)
-    return block["checkpoints"][name]
+    return block["scored"][name]
