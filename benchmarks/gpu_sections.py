@@ -49,7 +49,7 @@ from hira.adapters.ops import DEFAULT_CHUNK_ELEMS
 from benchmarks import bench_adapters as bench
 from hira.checkout import CHECKOUT
 from hira.files import write_json_atomic
-from hira.run_dir import RunDir
+from hira.run_dir import RunDir, setting_scores
 
 ROOT = CHECKOUT  # train.py runs from here
 
@@ -330,7 +330,7 @@ def real_run(args, timeout_s: float) -> dict:
     cfg = OmegaConf.load(RunDir(run_dir).config)
     examples = end["step"] * cfg.train.global_batch_size
     tokens_per_s = examples * mean_train_tokens(run_dir) / end["train_time_s"]
-    scores = RunDir(run_dir).read_scores()["best"]
+    scores = setting_scores(RunDir(run_dir).read_scores())["best"]
     return {"command": " ".join(["python", "train.py", *overrides]), "model": cfg.model.name,
             "model_note": None if args.smollm2_path else "no --smollm2-path: the tiny in-project model stood in",
             "steps": end["step"], "train_time_s": end["train_time_s"], "peak_memory_gb": end["peak_memory_gb"],

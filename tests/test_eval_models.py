@@ -12,6 +12,7 @@ from hira.evaluation.evaluator import eval_settings, score_model, select_tests
 from hira.evaluation.external import evaluate_model
 from hira.models.loading import load_base_model
 from hira.paper.tables import make_tables
+from hira.run_dir import setting_scores
 
 SUBSETS = ["boolq", "piqa"]
 
@@ -38,15 +39,19 @@ def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
     proc = run_script("eval.py", "model=tiny", "task=synthetic", *tiny_settings(workdir), f"run_dir={out}", "limit=4",
                     "num_beams=2", f"subsets=[{','.join(SUBSETS)}]")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    scores = json.loads((out / "scores.json").read_text())
-    assert scores["best"]["checkpoint"] == "base" and set(scores["base"]["subsets"]) == set(SUBSETS)
-    assert all(scores["base"]["subsets"][s]["n"] == 4 for s in SUBSETS)
-    assert len((out / "predictions" / "base" / "piqa.jsonl").read_text().splitlines()) == 4
+    scores = setting_scores(json.loads((out / "scores.json").read_text()), "generate_b2_t8_n4")
+    base = scores["scored"]["base"]
+    assert scores["best"]["checkpoint"] == "base" and set(base["subsets"]) == set(SUBSETS)
+    assert all(base["subsets"][s]["n"] == 4 for s in SUBSETS)
+    assert len((out / "predictions" / "generate_b2_t8_n4" / "base" / "piqa.jsonl").read_text().splitlines()) == 4
     assert OmegaConf.load(out / "config.yaml").method.name == "base"
     markdown = make_tables(tmp_path / "scored").markdown
     base_rows = [line for line in markdown.splitlines() if line.startswith("| base |")]
     assert len(base_rows) == 1  # one row, beside the paper's rows, with the base model's own numbers
-    assert f"{100 * scores['base']['subsets']['piqa']['accuracy']:.2f}" in base_rows[0]
+    assert f"{100 * base['subsets']['piqa']['accuracy']:.2f}" in base_rows[0]
+
+
+SETTING = "generate_b2_t8_n6"
 
 
 @pytest.mark.slow  # load_base_model first pretrains the test tiny model (tens of seconds)
@@ -60,13 +65,13 @@ def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.3)
     export_peft(model, tmp_path / "adapter")
-    settings = {"limit": 6, "num_beams": 2, "subsets": SUBSETS}
+    settings = {"limit": 6, "num_beams": 2, "subsets": SUBSETS}  # the setting generate_b2_t8_n6
     ours = score_model(merge(model), tokenizer, select_tests(task_cfg, eval_settings(task_cfg, settings)),
                        eval_settings(task_cfg, settings), tmp_path / "ours")
     entry = evaluate_model(model_cfg, task_cfg, tmp_path / "peft_run", adapter=tmp_path / "adapter", **settings)
     assert entry["subsets"] == ours
     for subset in SUBSETS:  # the same text decoded, question by question
-        assert ((tmp_path / "peft_run" / "predictions" / "adapter" / f"{subset}.jsonl").read_text()
+        assert ((tmp_path / "peft_run" / "predictions" / SETTING / "adapter" / f"{subset}.jsonl").read_text()
                 == (tmp_path / "ours" / f"{subset}.jsonl").read_text())
     tests = select_tests(task_cfg, eval_settings(task_cfg, settings))
     score_model(load_base_model(model_cfg)[0], tokenizer, tests, eval_settings(task_cfg, settings), tmp_path / "base")

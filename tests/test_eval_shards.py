@@ -14,6 +14,7 @@ from conftest import common_overrides, run_script, small_run_overrides, smollm2_
 from hira.distributed import free_port
 from hira.errors import UserError
 from hira.evaluation.shards import decode_sharded, shard
+from hira.run_dir import setting_scores
 
 pytestmark = pytest.mark.skipif(shutil.which("deepspeed") is None, reason="needs the deepspeed launcher")
 
@@ -121,7 +122,8 @@ def scored_by_one_and_two_ranks(run_dir, settings: list[str], tmp_path):
 
 
 def subset_sizes(scored) -> list[int]:
-    return [s["n"] for s in json.loads((scored / "scores.json").read_text())["best"]["subsets"].values()]
+    best = setting_scores(json.loads((scored / "scores.json").read_text()))["best"]
+    return [s["n"] for s in best["subsets"].values()]
 
 
 def generations(scored) -> list[str]:
@@ -156,3 +158,43 @@ def test_train_on_two_ranks_scores_a_shard_on_each_as_one_process_would(workdir,
     two = scored_files(run_dir, tmp_path / "two")
     run("eval.py", f"run_dir={run_dir}", "limit=3")
     assert same_tree(scored_files(run_dir, tmp_path / "one"), two)
+
+
+def score_and_die(rank: int, port: int, run_dir: str, settings: dict) -> None:
+    """One of 2 gloo scoring ranks that SIGKILLs itself once its first batch is appended. Spawned without a launcher,
+    which would kill the other rank as soon as one dies, before it has appended anything."""
+    import os
+
+    from hira.evaluation.evaluator import evaluate_run
+    from hira.evaluation.progress import KILL_AFTER
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), **{KILL_AFTER: "1"})
+    evaluate_run(run_dir, **settings)
+
+
+@pytest.mark.slow  # a deepspeed launch
+def test_a_killed_two_rank_scoring_resumes_on_two_ranks_as_one_process_scores(trained_run, tmp_path):
+    """Each rank appends its shard to its own file; both die by SIGKILL in the middle of the first subset, and the
+    rerun on 2 ranks decodes only the questions neither file holds, ending with one process's files byte for byte."""
+    from hira.evaluation.evaluator import evaluate_run
+
+    killed, reference = (shutil.copytree(trained_run, tmp_path / name, ignore=shutil.ignore_patterns(
+        "scores.json", "predictions", "eval_logs")) for name in ("killed", "reference"))
+    settings = dict(limit=3, num_beams=2, batch_size=1, subsets=["boolq", "piqa"])  # rank 0: boolq's questions 0
+    # and 2, rank 1: question 1
+    ranks = mp.start_processes(score_and_die, args=(free_port(), str(killed), settings), nprocs=2, join=False,
+                               start_method="spawn")
+    for process in ranks.processes:
+        process.join(timeout=600)
+    assert [p.exitcode for p in ranks.processes] == [-9, -9]
+    folder = killed / "predictions" / "generate_b2_t8_n3" / "step_2"
+    shards = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.partial.jsonl")}
+    assert shards == {"boolq.rank0.partial.jsonl": 1, "boolq.rank1.partial.jsonl": 1}
+    assert not (folder / "boolq.jsonl").exists() and not (killed / "scores.json").exists()
+    stdout = run("eval.py", f"run_dir={killed}", "limit=3", "num_beams=2", "batch_size=1", "subsets=[boolq,piqa]",
+                 launcher=two_ranks())
+    assert f"{folder}: kept 2 of 6 questions scored before, scoring the other 4" in stdout
+    evaluate_run(reference, **settings)
+    assert (killed / "scores.json").read_bytes() == (reference / "scores.json").read_bytes()
+    assert same_tree(killed / "predictions", reference / "predictions")

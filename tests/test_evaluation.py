@@ -175,7 +175,7 @@ def test_loglik_mode_picks_the_most_likely_offered_option(monkeypatch):
                 "output": "the correct answer is answer1", "answer": "answer1"}]
     seen = []
 
-    def fake_logliks(model, tokenizer, prompts, options, batch_size, desc, engine):
+    def fake_logliks(model, tokenizer, prompts, options, batch_size, desc, engine, on_batch=None):
         seen.extend(options)
         return [[-3.0, -1.0, -2.0], [-0.5, -4.0, -9.0]]
 

@@ -14,6 +14,7 @@ from hira.data.tasks import load_task
 from hira.data.tokenize import tokenized_splits
 from hira.evaluation.evaluator import evaluate_run
 from hira.models.loading import load_adapted_model
+from hira.run_dir import setting_scores
 from hira.training import batches
 from hira.training.checkpoint import ADAPTER_FILE
 from hira.training.loop import train
@@ -89,7 +90,7 @@ def test_method_trains_and_decodes(workdir, method):
     assert after < before
 
     scores = evaluate_run(run_dir, "best", subsets=["piqa", "boolq"], limit=2, num_beams=2, max_new_tokens=4)
-    subsets = scores["best"]["subsets"]
+    subsets = setting_scores(scores)["best"]["subsets"]
     assert set(subsets) == {"piqa", "boolq"} and all(s["n"] == 2 for s in subsets.values())
-    rows = (run_dir / "predictions" / f"step_{STEPS}" / "piqa.jsonl").read_text().splitlines()
+    rows = (run_dir / "predictions" / "generate_b2_t4_n2" / f"step_{STEPS}" / "piqa.jsonl").read_text().splitlines()
     assert len(rows) == 2

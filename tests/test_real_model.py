@@ -21,6 +21,7 @@ from hira.data.tokenize import IGNORE_INDEX, encode_example
 from hira.errors import UserError
 from hira.evaluation.generation import completion_logliks, generate, prompts_for
 from hira.models import loading
+from hira.run_dir import setting_scores
 from hira.training.batches import make_collator
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -226,8 +227,9 @@ def test_train_and_score_on_the_real_model(smollm2, tmp_path, dtype, steps):
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [e["loss"] for e in events if e["event"] == "train"]
     assert len(losses) == steps and all(0 < loss < 20 for loss in losses)
-    scores = json.loads((run_dir / "scores.json").read_text())["best"]
+    scores = setting_scores(json.loads((run_dir / "scores.json").read_text()))["best"]
     assert set(scores["subsets"]) == {"boolq", "piqa"}
     for subset in ("boolq", "piqa"):
-        rows = [json.loads(line) for line in (run_dir / "predictions" / f"step_{steps}" / f"{subset}.jsonl").open()]
+        predictions = run_dir / "predictions" / "generate_b4_t8" / f"step_{steps}"
+        rows = [json.loads(line) for line in (predictions / f"{subset}.jsonl").open()]
         assert len(rows) == 2 and all(row["generation"] for row in rows)  # it decoded text, not nothing

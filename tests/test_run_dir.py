@@ -34,23 +34,24 @@ def test_a_real_run_is_where_run_dir_says(run):
     assert run.train_log == path / "train.log" and run.train_log.is_file()
     assert run.checkpoints == path / "checkpoints" and [p.name for p in list_checkpoints(run.checkpoints)] == ["step_2"]
     assert run.best_marker == path / "checkpoints" / "best" and run.best_name() == "step_2"
-    assert run.scores == path / "scores.json" and run.read_scores()["best"]["checkpoint"] == "step_2"
-    assert run.predictions("step_2") == path / "predictions" / "step_2"
-    assert (run.predictions("step_2") / "piqa.jsonl").is_file()
+    own = "generate_b4_t8_n2"  # the synthetic task's beams and new tokens, eval_limit=2
+    assert run.scores == path / "scores.json" and run.read_scores()["scorings"][own]["best"]["checkpoint"] == "step_2"
+    assert run.predictions(own, "step_2") == path / "predictions" / own / "step_2"
+    assert (run.predictions(own, "step_2") / "piqa.jsonl").is_file()
     assert run.has_results()
 
 
 @pytest.mark.slow
 def test_every_file_of_a_real_run_is_one_run_dir_names(run):
     named = {p.name for p in (run.config, run.metrics, run.train_log, run.checkpoints, run.scores)}
-    named.add(run.predictions("x").parent.name)
+    named.add(run.predictions("setting", "x").parent.parent.name)
     assert {p.name for p in run.path.iterdir()} - HYDRA_OWN == named
 
 
 def test_an_empty_folder_reads_as_a_run_not_started(tmp_path):
     run = RunDir(str(tmp_path))  # Hydra hands run_dir over as a string
     assert run.path == tmp_path and run.events() == [] and not run.training_ended()
-    assert run.best_name() is None and run.read_scores() == {} and not run.has_results()
+    assert run.best_name() is None and run.read_scores() == {"format": 2, "scorings": {}} and not run.has_results()
     with pytest.raises(AttributeError):
         run.path = tmp_path / "other"  # frozen: a RunDir names one folder for good
 

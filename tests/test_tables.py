@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from hira.adapters import all_methods
 from hira.commands.make_tables import main as make_tables_main
+from hira.errors import UserError
 from hira.evaluation.external import scoring_run_config
 from hira.paper.tables import METHOD_ORDER, make_tables
 
@@ -208,7 +209,9 @@ def test_an_error_before_a_finishing_resume_does_not_skip_the_run(tmp_path):
     (run / "train.log").write_text("[2000-01-01 00:00:00,000][root][ERROR] - error: killed by the scheduler\n")
     assert make_tables(tmp_path).left_out == []  # the error is older than the run's results
     (run / "train.log").write_text("[2999-01-01 00:00:00,000][root][ERROR] - error: scoring failed\n")
-    assert make_tables(tmp_path).left_out == [f"skipped {run}: error in train.log: error: scoring failed"]
+    with pytest.raises(UserError) as refused:  # the run is left out, and with it the only one
+        make_tables(tmp_path)
+    assert str(refused.value).endswith(f"1 folder(s) left out; e.g. {run}: error in train.log: error: scoring failed")
 
 
 # --- the paper's setting ---------------------------------------------------------------------------------------
@@ -268,8 +271,7 @@ def test_scoring_only_base_run_is_its_own_row(tmp_path):
     base = tmp_path / "base_tiny_generate"
     base.mkdir()
     cfg = composed((), 1, base)
-    run_cfg = scoring_run_config(OmegaConf.create(cfg["model"]), OmegaConf.create(cfg["task"]), {"name": "base"},
-                                 base)
+    run_cfg = scoring_run_config(OmegaConf.create(cfg["model"]), OmegaConf.create(cfg["task"]), {"name": "base"})
     (base / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg))
     write_scores(base, 0.28, 50, SUBSETS)
     report = make_tables(tmp_path)

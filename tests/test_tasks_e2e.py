@@ -5,6 +5,8 @@ import json
 import pytest
 from conftest import TEST_TINY, data_folder, run_script
 
+from hira.run_dir import setting_scores
+
 pytestmark = pytest.mark.slow  # train.py and eval.py subprocesses
 
 SMALL = ["train.global_batch_size=8", "hardware.micro_batch_size=8", "train.max_steps=4", "train.eval_steps=4",
@@ -17,14 +19,15 @@ def train_stand_in(workdir, task, train_size, test_size):
                f"task.data_dir={data_folder(workdir / task)}", f"run_dir={run_dir}", f"task.synthetic.train_size={train_size}",
                f"task.synthetic.test_size={test_size}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir, json.loads((run_dir / "scores.json").read_text())["best"]["subsets"], proc.stdout
+    return run_dir, setting_scores(json.loads((run_dir / "scores.json").read_text()))["best"]["subsets"], proc.stdout
 
 
 def test_metamath_stand_in_trains_and_is_scored_by_the_gsm8k_scorer(workdir):
     run_dir, scores, stdout = train_stand_in(workdir, "metamath_synthetic", 48, 4)
     assert list(scores) == ["gsm8k"] and scores["gsm8k"]["n"] == 4
     assert "accuracy" in scores["gsm8k"] and "parse fail" in stdout
-    rows = [json.loads(line) for line in (run_dir / "predictions" / "step_4" / "gsm8k.jsonl").read_text().splitlines()]
+    predictions = run_dir / "predictions" / "generate_b2_t12" / "step_4"  # the task's beams and tokens (SMALL)
+    rows = [json.loads(line) for line in (predictions / "gsm8k.jsonl").read_text().splitlines()]
     test = json.loads((workdir / "metamath_synthetic" / "gsm8k" / "test.json").read_text())
     assert [r["gold"] for r in rows] == [t["answer"] for t in test]
     assert (workdir / "metamath_synthetic" / ".tokenized").is_dir()

@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT, common_overrides, run_script
 
 from hira.training.runlog import read_metrics
+from hira.run_dir import setting_scores
 
 pytestmark = pytest.mark.slow  # train.py and eval.py subprocesses
 
@@ -28,20 +29,21 @@ def test_train_then_eval(workdir):
     train_steps = [e["step"] for e in events if e["event"] == "train"]
     assert train_steps == sorted(set(train_steps)) and train_steps[-1] == last
 
-    scores = json.loads((run_dir / "scores.json").read_text())
+    scores = setting_scores(json.loads((run_dir / "scores.json").read_text()))
     assert scores["best"]["checkpoint"] == f"step_{best['step']}"
     assert set(scores["best"]["subsets"]) == {"boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"}
     assert "average" in proc.stdout and "parse fail" in proc.stdout
-    rows = [json.loads(line) for line in (run_dir / "predictions" / f"step_{best['step']}" / "piqa.jsonl").read_text().splitlines()]
+    predictions = run_dir / "predictions" / "generate_b4_t8" / f"step_{best['step']}"  # the run's own setting
+    rows = [json.loads(line) for line in (predictions / "piqa.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and set(rows[0]) == {"prompt", "generation", "prediction", "gold", "correct"}
 
     # The separate evaluator scores every checkpoint of the finished run.
     proc = run_script("eval.py", f"run_dir={run_dir}", "checkpoints=all", "subsets=[piqa,boolq]", "num_beams=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    scores = json.loads((run_dir / "scores.json").read_text())
+    scores = setting_scores(json.loads((run_dir / "scores.json").read_text()), "generate_b2_t8")
     for name in ckpts:
-        assert set(scores[name]["subsets"]) == {"piqa", "boolq"} and scores[name]["num_beams"] == 2
-        assert (run_dir / "predictions" / name / "boolq.jsonl").is_file()
+        assert set(scores["scored"][name]["subsets"]) == {"piqa", "boolq"}
+        assert (run_dir / "predictions" / "generate_b2_t8" / name / "boolq.jsonl").is_file()
 
 
 def test_eval_without_checkpoints_is_one_clear_line(tmp_path):

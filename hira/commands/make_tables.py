@@ -1,10 +1,12 @@
 """Regenerate the paper's tables from finished runs.
 
-    hira-make-tables outputs/ [--out DIR] [--paper-grid] [--strict]    (or python scripts/make_tables.py, same)
+    hira-make-tables outputs/ [--out DIR] [--paper-grid] [--strict] [--scoring SETTING]
+                                                                     (or python scripts/make_tables.py, same)
 
 Writes tables.md and tables.tex (and fig6_rank_sweep.png when HiRA ran at several ranks) into DIR (default: the
 outputs folder), prints the Markdown, and ends with one line per repeated seed and per folder left out (a
-config.yaml but no finished run: no end event, no scores, an error in train.log, an unreadable config).
+config.yaml but no finished run: no end event, no scores, an error in train.log, an unreadable config). Each run
+is shown with its scores under its own scoring setting (its task's beams and new tokens), or --scoring's.
 Logic: hira/paper/tables.py and runs.py; the paper's numbers and setting: hira/paper/numbers.yaml.
 """
 
@@ -25,5 +27,9 @@ def main(argv=None) -> None:
                         help="list every method of the paper's tables under each section, run or not")
     parser.add_argument("--strict", action="store_true",
                         help="exit 2 (writing nothing) when any folder holding a config.yaml is not a finished run")
+    parser.add_argument("--scoring", default=None,
+                        help="whose scores: a mode (generate, loglik) or a setting of scores.json (e.g. loglik_n30); "
+                             "default: each run's own (generate with its task's beams and new tokens)")
     args = parser.parse_args(argv)
-    print(make_tables(args.outputs, args.out, paper_grid=args.paper_grid, strict=args.strict).console())
+    print(make_tables(args.outputs, args.out, paper_grid=args.paper_grid, strict=args.strict,
+                      scoring=args.scoring).console())

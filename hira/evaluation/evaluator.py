@@ -1,4 +1,7 @@
-"""Score a run's checkpoints on its task's test sets: predictions/<ckpt>/<subset>.jsonl and scores.json.
+"""Score a run's checkpoints on its task's test sets: predictions/<setting>/<ckpt>/<subset>.jsonl and scores.json,
+each under its scoring setting (hira/run_dir.py: mode, beams, new tokens, questions per subset), so scoring under
+one setting never touches another's. Outputs are appended batch by batch (hira/evaluation/progress.py), and a
+rerun of the same scoring decodes only the questions it has not (a killed scoring resumes).
 
 Scoring is dispatched by the subset's format (hira/data/formats): the eight commonsense subsets and gsm8k are
 scored by accuracy of the extracted answer (mode=generate, the paper's) or of the most likely answer option
@@ -11,7 +14,6 @@ import logging
 import time
 from pathlib import Path
 
-import jsonlines
 from omegaconf import OmegaConf
 
 from hira import distributed
@@ -20,15 +22,16 @@ from hira.checkout import CONFIG_DIR
 from hira.config.check import check_scoring, check_subsets
 from hira.data import formats
 from hira.data.tasks import load_task
-from hira.files import write_json_atomic
+from hira.files import read_json, write_json_atomic
 from hira.errors import UserError
 from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
 from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, launched_ranks, rank_device
+from hira.evaluation.progress import Appender, check_settings, cut_short, finish_subset, kept_outputs
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
-from hira.run_dir import RunDir
-from hira.training.checkpoint import list_checkpoints, load_adapter, select_checkpoints, verify
+from hira.run_dir import RunDir, own_scoring, scoring_id, scoring_setting
+from hira.training.checkpoint import MANIFEST_FILE, list_checkpoints, load_adapter, select_checkpoints, verify
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +72,23 @@ def score_generations(subset: str, records: list[dict], generations: list[str], 
 
 
 def loglik_predictions(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int,
-                       engine: str = "prefill") -> list[str]:
-    """Per question, the offered answer whose response has the highest log-likelihood (no parse failures)."""
+                       engine: str = "prefill", on_batch=None) -> list[str]:
+    """Per question, the offered answer whose response has the highest log-likelihood (no parse failures);
+    on_batch(indices, chosen answers) after each batch."""
     if subset_kind(subset) != "choice":
         raise UserError(f"mode=loglik scores multiple-choice subsets only, not {subset!r}; use mode=generate")
     options = [offered_labels(subset, rec) for rec in records]
     completions = [[answer_completion(rec, label) for label in labels] for rec, labels in zip(records, options)]
-    logliks = answer_logliks(model, tokenizer, prompts, completions, batch_size, f"{subset} loglik", engine)
-    return [max(zip(scores, labels))[1] for scores, labels in zip(logliks, options)]
+
+    def chosen(scores, labels) -> str:
+        return max(zip(scores, labels))[1]
+
+    def batch_chosen(indices, rows):
+        on_batch(indices, [chosen(row, options[i]) for i, row in zip(indices, rows)])
+
+    logliks = answer_logliks(model, tokenizer, prompts, completions, batch_size, f"{subset} loglik", engine,
+                             on_batch=batch_chosen if on_batch else None)
+    return [chosen(scores, labels) for scores, labels in zip(logliks, options)]
 
 
 def score_predictions(subset: str, records: list[dict], predictions: list[str], prompts: list[str]):
@@ -132,13 +144,15 @@ def checkpoint_average(scores: dict) -> float | None:
     return average
 
 
-def decode_subset(model, tokenizer, subset: str, records: list[dict], eval_cfg) -> list[str]:
-    """The model's outputs for records: generated texts, or with mode=loglik the chosen labels."""
+def decode_subset(model, tokenizer, subset: str, records: list[dict], eval_cfg, on_batch=None) -> list[str]:
+    """The model's outputs for records: generated texts, or with mode=loglik the chosen labels; on_batch(indices,
+    outputs) after each batch."""
     prompts = prompts_for(records)
     if eval_cfg.mode == "loglik":
-        return loglik_predictions(model, tokenizer, subset, records, prompts, eval_cfg.batch_size, eval_cfg.engine)
+        return loglik_predictions(model, tokenizer, subset, records, prompts, eval_cfg.batch_size, eval_cfg.engine,
+                                  on_batch)
     return generate(model, tokenizer, prompts, eval_cfg.num_beams, eval_cfg.max_new_tokens, eval_cfg.batch_size,
-                    desc=subset, engine=eval_cfg.engine)
+                    desc=subset, engine=eval_cfg.engine, on_batch=on_batch)
 
 
 def score_outputs(subset: str, records: list[dict], outputs: list[str], eval_cfg):
@@ -149,34 +163,96 @@ def score_outputs(subset: str, records: list[dict], outputs: list[str], eval_cfg
     return score_generations(subset, records, outputs, prompts, BertScoreConfig(**eval_cfg.bertscore))
 
 
-def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path) -> dict | None:
-    """Score a ready model on every test subset; per-example rows go to out_dir/<subset>.jsonl.
+def setting_of(eval_cfg) -> dict:
+    """The scoring setting (hira/run_dir.py) eval_cfg scores under."""
+    return scoring_setting(eval_cfg.mode, eval_cfg.num_beams, eval_cfg.max_new_tokens, eval_cfg.limit)
 
-    Under several ranks each decodes a shard of every subset; rank 0 writes the rows and returns the scores, the
-    other ranks return None."""
+
+def predictions_record(eval_cfg, checkpoint: str | None) -> dict:
+    """What a predictions folder's rows are made under: the setting, the engine, and the weights (the checkpoint's
+    manifest digest). Rows made under another are never mixed in."""
+    return {"setting": setting_of(eval_cfg), "engine": eval_cfg.engine, "checkpoint": checkpoint}
+
+
+def read_kept(out_dir: Path, tests: dict, eval_cfg, checkpoint: str | None) -> dict:
+    """{subset: {question index: output}} an earlier scoring into out_dir wrote (rank 0 reads, every rank gets it);
+    a refusal (damaged row, other settings) is raised on every rank."""
+    if distributed.is_main():
+        try:
+            check_settings(out_dir, predictions_record(eval_cfg, checkpoint))
+            read = {subset: kept_outputs(out_dir, subset, len(records), eval_cfg.mode)
+                    for subset, records in tests.items()}
+            for file, length in (repair for _, repairs in read.values() for repair in repairs):
+                cut_short(file, length)  # only once every file read well: a refusal changes nothing
+            found = ("ok", {subset: kept for subset, (kept, _) in read.items()})
+        except UserError as e:
+            found = ("error", str(e))
+    else:
+        found = None
+    status, kept = distributed.broadcast_object(found)
+    if status == "error":
+        raise UserError(kept)
+    return kept
+
+
+def decode_missing(model, tokenizer, subset: str, records: list[dict], missing: list[int], eval_cfg,
+                   out_dir: Path) -> list | None:
+    """Decode the missing questions (each rank its shard), every batch appended to this rank's partial file;
+    all their outputs in order on rank 0."""
+    appender = Appender(out_dir, subset, distributed.rank())
+
+    def decode(positions: list[int]) -> list[str]:
+        questions = [missing[p] for p in positions]
+        return decode_subset(model, tokenizer, subset, [records[i] for i in questions], eval_cfg,
+                             lambda batch, outputs: appender.add([questions[b] for b in batch], outputs))
+
+    return decode_sharded(decode, len(missing), subset)
+
+
+def say_kept(out_dir: Path, kept: dict, tests: dict) -> None:
+    done, total = sum(map(len, kept.values())), sum(map(len, tests.values()))
+    if done and distributed.is_main():
+        print(f"{out_dir}: kept {done} of {total} questions scored before, scoring the other {total - done}",
+              flush=True)
+
+
+def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path, checkpoint: str | None = None) -> dict | None:
+    """Score a ready model on every test subset; per-example rows go to out_dir/<subset>.jsonl. Questions an
+    earlier, interrupted scoring into out_dir decoded under the same settings are kept, not decoded again.
+
+    Under several ranks each decodes a shard of every subset's missing questions; rank 0 writes the rows and returns
+    the scores, the other ranks return None."""
     main = distributed.is_main()
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    scores, started, questions = {}, time.perf_counter(), 0
-    announce_shard([len(records) for records in tests.values()])
+    kept = read_kept(out_dir, tests, eval_cfg, checkpoint)
+    say_kept(out_dir, kept, tests)
+    missing = {subset: [i for i in range(len(records)) if i not in kept[subset]] for subset, records in tests.items()}
+    scores, started = {}, time.perf_counter()
+    announce_shard([len(m) for m in missing.values()])
     for subset, records in tests.items():
-        outputs = decode_sharded(lambda idx: decode_subset(model, tokenizer, subset, [records[i] for i in idx],
-                                                           eval_cfg), len(records), subset)
-        questions += len(records)
+        new = decode_missing(model, tokenizer, subset, records, missing[subset], eval_cfg, out_dir)
         if main:
-            rows, scores[subset] = score_outputs(subset, records, outputs, eval_cfg)
-            with jsonlines.open(out_dir / f"{subset}.jsonl", "w") as f:
-                f.write_all(rows)
-    seconds = time.perf_counter() - started
-    log.info("scored %d questions in %d subsets in %.1f s (%.2f questions/s, %d ranks)", questions, len(tests),
-             seconds, questions / max(seconds, 1e-9), distributed.world_size())
+            outputs = {**kept[subset], **dict(zip(missing[subset], new))}
+            rows, scores[subset] = score_outputs(subset, records, [outputs[i] for i in range(len(records))], eval_cfg)
+            finish_subset(out_dir, subset, rows)
+    seconds, decoded = time.perf_counter() - started, sum(map(len, missing.values()))
+    log.info("scored %d questions in %d subsets in %.1f s (%.2f questions/s, %d ranks; %d kept from before)",
+             decoded, len(tests), seconds, decoded / max(seconds, 1e-9), distributed.world_size(),
+             sum(map(len, kept.values())))
     return scores if main else None
 
 
-def evaluate_checkpoint(model, tokenizer, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
+def checkpoint_digest(ckpt: Path) -> str | None:
+    """The checkpoint's manifest digest (its weights' identity), None for one written before manifests."""
+    manifest = read_json(Path(ckpt) / MANIFEST_FILE) or {}
+    return manifest.get("sha256")
+
+
+def evaluate_checkpoint(model, tokenizer, run: RunDir, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
+    """Score one checkpoint into `run` (the folder given, never the run_dir its config.yaml recorded)."""
     load_adapter(model, ckpt, run_cfg)
     merge(model)  # decode at base-model speed
-    return score_model(model, tokenizer, tests, eval_cfg, RunDir(run_cfg.run_dir).predictions(ckpt.name))
+    out_dir = run.predictions(scoring_id(setting_of(eval_cfg)), ckpt.name)
+    return score_model(model, tokenizer, tests, eval_cfg, out_dir, checkpoint_digest(ckpt))
 
 
 def watch_checkpoints(run_dir: Path, score, already_scored=(), poll_s: float = 30, timeout_s: float | None = None):
@@ -234,19 +310,34 @@ def select_tests(task_cfg, eval_cfg) -> dict:
     return tests
 
 
-def scores_entry(scores: dict, eval_cfg) -> dict:
-    """One scored checkpoint (or model) as scores.json keeps it."""
-    return {"subsets": scores, "num_beams": eval_cfg.num_beams, "mode": eval_cfg.mode,
-            "average": checkpoint_average(scores)}
+def scores_entry(scores: dict) -> dict:
+    """One scored checkpoint (or model) as scores.json keeps it under its setting."""
+    return {"subsets": scores, "average": checkpoint_average(scores)}
 
 
-def set_best(all_scores: dict, name: str) -> None:
-    """scores.json's "best" entry: a copy of `name`'s entry that names it (what the paper tables read)."""
-    all_scores["best"] = {"checkpoint": name, **all_scores[name]}
+def setting_block(all_scores: dict, eval_cfg) -> dict:
+    """scores.json's entries of eval_cfg's scoring setting (created empty): {"setting", "scored", "best"}."""
+    setting = setting_of(eval_cfg)
+    return all_scores["scorings"].setdefault(scoring_id(setting), {"setting": setting, "scored": {}})
+
+
+def record_scores(block: dict, name: str, scores: dict) -> None:
+    """Add a checkpoint's subset scores to its entry under one setting (subsets scored before, e.g. with another
+    subsets=, are kept beside them)."""
+    old = block["scored"].get(name, {}).get("subsets", {})
+    merged = {**old, **scores}
+    block["scored"][name] = scores_entry(merged)
+    if block.get("best", {}).get("checkpoint") == name:
+        set_best(block, name)
+
+
+def set_best(block: dict, name: str) -> None:
+    """A setting's "best" entry: a copy of `name`'s entry that names it (what the paper tables read)."""
+    block["best"] = {"checkpoint": name, **block["scored"][name]}
 
 
 def print_scores(where, name: str, scores: dict, eval_cfg) -> None:
-    print(f"\n{where} [{name}] mode={eval_cfg.mode} beam={eval_cfg.num_beams}\n{format_table(scores)}", flush=True)
+    print(f"\n{where} [{name}] {scoring_id(setting_of(eval_cfg))}\n{format_table(scores)}", flush=True)
 
 
 def wait_for_config(config_file: Path, watch: bool, poll_s: float, timeout_s: float | None) -> None:
@@ -261,9 +352,10 @@ def wait_for_config(config_file: Path, watch: bool, poll_s: float, timeout_s: fl
 
 def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = False, poll_s: float = 30,
                  watch_timeout_s: float | None = None, **overrides) -> dict:
-    """Score the selected checkpoints of a run, or with watch=True every checkpoint as training writes it.
+    """Score the selected checkpoints of a run, or with watch=True every checkpoint as training writes it, under
+    one scoring setting; everything is read from and written into run_dir (wherever the run was made).
 
-    Returns scores.json's content: {checkpoint: {"subsets": {subset: summary}, "average", ...}, "best": {...}}.
+    Returns scores.json's content (hira/run_dir.py): every setting's {"scored": {name: entry}, "best": ...}.
     """
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
@@ -277,25 +369,25 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     device = rank_device(eval_cfg.device or run_cfg.hardware.device)
     join_ranks(device)
 
-    all_scores = run.read_scores()
+    all_scores = run.read_scores(own_scoring(run_cfg))
+    block = setting_block(all_scores, eval_cfg)
 
     def score(ckpt: Path) -> None:
         model, tokenizer = load_adapted_model(run_cfg, device)
-        scores = evaluate_checkpoint(model, tokenizer, run_cfg, ckpt, tests, eval_cfg)
+        scores = evaluate_checkpoint(model, tokenizer, run, run_cfg, ckpt, tests, eval_cfg)
         if not distributed.is_main():  # rank 0 gathered this rank's shard and writes
             return
-        all_scores[ckpt.name] = scores_entry(scores, eval_cfg)
-        mark = select_best(run, all_scores) if watch else (ckpt.name if checkpoints == "best" else None)
+        record_scores(block, ckpt.name, scores)
+        mark = select_best(run, block) if watch else (ckpt.name if checkpoints == "best" else None)
         if mark:
-            set_best(all_scores, mark)
+            set_best(block, mark)
         write_json_atomic(run.scores, all_scores)
         print_scores(run_dir, ckpt.name, scores, eval_cfg)
 
     if watch:
-        already = [name for name in all_scores if name != "best"]
-        watch_checkpoints(run_dir, score, already, poll_s, watch_timeout_s)
-        if (mark := select_best(run, all_scores)) is not None:  # the marker may have moved after the last score
-            set_best(all_scores, mark)
+        watch_checkpoints(run_dir, score, list(block["scored"]), poll_s, watch_timeout_s)
+        if (mark := select_best(run, block)) is not None:  # the marker may have moved after the last score
+            set_best(block, mark)
             write_json_atomic(run.scores, all_scores)
     else:
         for ckpt in chosen:
@@ -303,7 +395,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     return all_scores
 
 
-def select_best(run: RunDir, all_scores: dict) -> str | None:
-    """The checkpoint training marked best (lowest validation loss), if it has been scored."""
+def select_best(run: RunDir, block: dict) -> str | None:
+    """The checkpoint training marked best (lowest validation loss), if it has been scored under this setting."""
     name = run.best_name()
-    return name if name in all_scores else None
+    return name if name in block["scored"] else None

@@ -1,8 +1,8 @@
 """Scoring models no training run of ours made: the untuned base (the tables' "base" row), a peft adapter folder
 on top of it, or a merged model folder (any local causal LM, `model=hf model.path=DIR`).
 
-Each is written as a scoring-only run folder (config.yaml, scores.json, predictions/<name>/) that hira-make-tables
-reads beside the training runs: the method column says `base`, or `peft_<type>` for an adapter folder.
+Each is written as a scoring-only run folder (config.yaml, scores.json, predictions/<setting>/<name>/) that
+hira-make-tables reads beside the training runs: the method column says `base`, or `peft_<type>` for an adapter folder.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from omegaconf import OmegaConf
 from hira import distributed
 from hira.config.values import PEFT_CONFIG, peft_folder
 from hira.errors import UserError
-from hira.evaluation.evaluator import eval_settings, print_scores, score_model, scores_entry, select_tests, set_best
+from hira.evaluation.evaluator import (eval_settings, print_scores, record_scores, score_model, select_tests, set_best,
+                                       setting_block, setting_of)
 from hira.evaluation.shards import join_ranks, rank_device
 from hira.files import write_json_atomic
 from hira.models.loading import load_base_model
-from hira.run_dir import RunDir
+from hira.run_dir import RunDir, own_scoring, scoring_id
 
 def adapter_method(adapter: Path) -> dict:
     """The method entry of a peft adapter folder's run config: name peft_<type> and its rank."""
@@ -44,8 +45,9 @@ def load_with_adapter(model, adapter: Path):
         return peft_model
 
 
-def scoring_run_config(model_cfg, task_cfg, method: dict, run_dir: Path, experiment=None):
-    return OmegaConf.create({"run_dir": str(run_dir), "experiment": experiment, "method": method,
+def scoring_run_config(model_cfg, task_cfg, method: dict, experiment=None):
+    """A scoring run's config.yaml; it names no folder (a run folder's paths are its own, relative to it)."""
+    return OmegaConf.create({"experiment": experiment, "method": method,
                              "model": OmegaConf.to_container(model_cfg, resolve=True),
                              "task": OmegaConf.to_container(task_cfg, resolve=True)})
 
@@ -54,8 +56,9 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
                    **overrides) -> dict:
     """Score the base model of model_cfg (with a peft adapter folder merged in, if given) on task_cfg's tests.
 
-    Writes run_dir/config.yaml and scores.json ({name: entry, "best": entry}, name "base" or "adapter"); an
-    existing scores.json keeps its other entries. Returns the entry.
+    Writes run_dir/config.yaml and scores.json (under the scoring setting: {"scored": {name: entry}, "best":
+    entry}, name "base" or "adapter"); an existing scores.json keeps its other entries and settings. Returns the
+    entry.
     """
     run = RunDir(run_dir)
     method = adapter_method(Path(adapter)) if adapter else {"name": "base"}
@@ -69,13 +72,14 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
     name = "adapter" if adapter else "base"
     if distributed.is_main():
         run.path.mkdir(parents=True, exist_ok=True)
-        run.config.write_text(OmegaConf.to_yaml(scoring_run_config(model_cfg, task_cfg, method, run.path, experiment)))
-    scores = score_model(model, tokenizer, tests, eval_cfg, run.predictions(name))
+        run.config.write_text(OmegaConf.to_yaml(scoring_run_config(model_cfg, task_cfg, method, experiment)))
+    scores = score_model(model, tokenizer, tests, eval_cfg, run.predictions(scoring_id(setting_of(eval_cfg)), name))
     if scores is None:  # another rank than 0: its shard went to rank 0, which writes
         return None
-    all_scores = run.read_scores()
-    all_scores[name] = scores_entry(scores, eval_cfg)
-    set_best(all_scores, name)
+    all_scores = run.read_scores(own_scoring({"task": task_cfg}))
+    block = setting_block(all_scores, eval_cfg)
+    record_scores(block, name, scores)
+    set_best(block, name)
     write_json_atomic(run.scores, all_scores)
     print_scores(run.path, name, scores, eval_cfg)
-    return all_scores[name]
+    return block["scored"][name]

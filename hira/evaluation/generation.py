@@ -62,9 +62,10 @@ def length_sorted_batches(lengths: list[int], batch_size: int, desc: str, sort: 
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], num_beams: int, max_new_tokens: int, batch_size: int,
-             desc: str = "generate", engine: str = "prefill", sort: bool = True) -> list[str]:
+             desc: str = "generate", engine: str = "prefill", sort: bool = True, on_batch=None) -> list[str]:
     """Beam search (greedy when num_beams=1) continuations of each prompt, decoded without special tokens
-    (sort=False: batches in the given order, as before length sorting, for the benchmark)."""
+    (sort=False: batches in the given order, as before length sorting, for the benchmark). on_batch(indices,
+    texts) is called after each batch (the evaluator appends them to its predictions as they come)."""
     assert engine in EVAL_ENGINES, engine  # eval.engine is checked with the config (hira/config/schema.py)
     if not prompts:
         return []
@@ -79,6 +80,8 @@ def generate(model, tokenizer, prompts: list[str], num_beams: int, max_new_token
         new_tokens = search(model, ids, mask, **settings)[:, ids.shape[1]:]
         for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
             outputs[i] = text.strip()
+        if on_batch:
+            on_batch(batch, [outputs[i] for i in batch])
     return outputs
 
 
@@ -88,16 +91,20 @@ def plain_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
 
 def answer_logliks(model, tokenizer, prompts: list[str], options: list[list[str]], batch_size: int,
-                   desc: str = "loglik", engine: str = "prefill") -> list[list[float]]:
+                   desc: str = "loglik", engine: str = "prefill", on_batch=None) -> list[list[float]]:
     """Sum of log p(option | prompt) for each prompt's options; batch_size counts questions (prefill) or
-    (prompt, option) pairs (hf)."""
+    (prompt, option) pairs (hf). on_batch(indices, scores) after each batch of questions (with engine=hf, once
+    at the end: its batches are pairs, not questions)."""
     assert engine in EVAL_ENGINES, engine
     if not prompts:
         return []
     if engine == "hf" or not supports_prefill(model):
         pairs = [(prompt, option) for prompt, opts in zip(prompts, options) for option in opts]
         flat = iter(completion_logliks(model, tokenizer, pairs, batch_size, desc))
-        return [[next(flat) for _ in opts] for opts in options]
+        scores = [[next(flat) for _ in opts] for opts in options]
+        if on_batch:
+            on_batch(list(range(len(prompts))), scores)
+        return scores
     model.eval()
     prompt_ids, flat_ids = prompt_and_response_ids(tokenizer, prompts, [o for opts in options for o in opts])
     flat_ids = iter(flat_ids)
@@ -108,6 +115,8 @@ def answer_logliks(model, tokenizer, prompts: list[str], options: list[list[str]
                                       tokenizer.pad_token_id)
         for i, row in zip(batch, batch_scores):
             scores[i] = row
+        if on_batch:
+            on_batch(batch, [scores[i] for i in batch])
     return scores
 
 

@@ -1,7 +1,8 @@
 """Finished training runs as the paper tables and figures see them: settings, best-checkpoint scores, cost.
 
 A run directory is any folder holding config.yaml (train.py and eval.py write it first); scores come from
-scores.json's "best" entry (the evaluator's score of the checkpoint with the lowest validation loss), cost from
+scores.json's "best" entry (the evaluator's score of the checkpoint with the lowest validation loss) under the
+run's own scoring setting, or the one named (--scoring: a setting id such as loglik_n30, or a mode), cost from
 metrics.jsonl's "end" event. A folder that is not a finished run is reported with the reason, never used.
 
 A run's settings (its fingerprint) are its resolved config.yaml's result keys (hira/config/settings.py: the
@@ -25,14 +26,14 @@ from omegaconf.errors import OmegaConfBaseException
 from hira.adapters.params import method_params
 from hira.config.settings import frozen, result_settings
 from hira.errors import UserError
-from hira.run_dir import CONFIG_FILE, RunDir
+from hira.run_dir import CONFIG_FILE, MODES, SCORING_ID, RunDir, own_scoring, scoring_id, scoring_setting
 
 # The paper's names for target-module placements (Table 5); FC = the MLP's up and down projections.
 ATTENTION_LETTERS = {"q_proj": "Q", "k_proj": "K", "v_proj": "V"}
 FC = {"up_proj", "down_proj"}
 
 N_QUESTIONS = "n q"        # settings key: {subset: questions scored} of the best checkpoint's scores
-EVAL_KEYS = {"mode": "eval.mode", "num_beams": "eval.num_beams"}  # how it was scored: scores.json's best entry
+EVAL_KEYS = {"mode": "eval.mode", "num_beams": "eval.num_beams"}  # how it was scored: its scoring setting
 
 
 def params_label(params) -> str:
@@ -97,9 +98,42 @@ class Skipped:
     reason: str
 
 
-def best_scores(scores_json: dict) -> tuple[dict, tuple]:
-    """Flatten scores.json's best entry to {column: value (0-100)}: accuracy subsets, dialogue metrics, average."""
-    best = scores_json.get("best")
+def check_scoring_choice(wanted: str | None) -> None:
+    """--scoring names a mode or a setting id (hira/run_dir.py)."""
+    if wanted is not None and wanted not in MODES and not SCORING_ID.match(wanted):
+        raise UserError(f"--scoring {wanted}: not a scoring mode or setting; valid: {', '.join(MODES)}, or a setting "
+                        f"such as generate_b4_t32, loglik, generate_b4_t32_n30 (the keys of a run's scores.json)")
+
+
+def chosen_scoring(scores_json: dict, cfg, wanted: str | None = None) -> str | None:
+    """The setting id whose best entry the tables read: `wanted` when it is an id; else among the settings of the
+    wanted mode (default: the run's own, generate with its task's beams and tokens), the run's own question
+    count, or the only one. A scoring-only run scored under one setting alone is read under it."""
+    scorings = scores_json.get("scorings", {})
+    if wanted is not None and wanted not in MODES:
+        return wanted if wanted in scorings else None
+    if wanted is None and "train" not in cfg and len(scorings) == 1:
+        return next(iter(scorings))
+    own = own_scoring(cfg)
+    mode = wanted or own["mode"]
+    decoding = ("num_beams", "max_new_tokens") if mode == "generate" else ()  # a mode names the task's decoding
+    candidates = [name for name, block in scorings.items() if block["setting"]["mode"] == mode
+                  and all(block["setting"][k] == own[k] for k in decoding)]
+    own_id = scoring_id(scoring_setting(mode, own["num_beams"], own["max_new_tokens"], own["limit"]))
+    if own_id in candidates:
+        return own_id
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def best_entry(scores_json: dict, cfg, wanted: str | None = None) -> dict:
+    """The chosen setting's best entry with its setting's mode and beams beside it ({} when there is none)."""
+    name = chosen_scoring(scores_json, cfg, wanted)
+    block = scores_json.get("scorings", {}).get(name) or {}
+    return {**block["setting"], "scoring": name, **block["best"]} if block.get("best") else {}
+
+
+def best_scores(best: dict) -> tuple[dict, tuple]:
+    """Flatten a best entry (best_entry) to {column: value (0-100)}: accuracy subsets, dialogue metrics, average."""
     if not best:
         return {}, ()
     flat = {}
@@ -137,15 +171,20 @@ def finished_at(run: RunDir) -> float:
     return max((p.stat().st_mtime for p in (run.scores, run.metrics) if p.is_file()), default=0.0)
 
 
-def load_run(run_dir: Path) -> Run:
+def load_run(run_dir: Path, scoring: str | None = None) -> Run:
     """A training run, or a scoring-only run of eval.py (base model, peft folder: no training settings)."""
-    return read_run(RunDir(run_dir), OmegaConf.load(RunDir(run_dir).config))
+    return read_run(RunDir(run_dir), OmegaConf.load(RunDir(run_dir).config), scoring)
 
 
-def read_run(run: RunDir, cfg: DictConfig) -> Run:
+def read_scores(run: RunDir, cfg: DictConfig) -> dict:
+    """scores.json in format 2 (an older one converted under the run's own setting)."""
+    return run.read_scores(own_scoring(OmegaConf.to_container(cfg, resolve=True)))
+
+
+def read_run(run: RunDir, cfg: DictConfig, scoring: str | None = None) -> Run:
     end = run.events("end")  # the last one holds the run's totals (carried across resumes)
-    scores_json = run.read_scores()
-    scores, subsets = best_scores(scores_json)
+    best = best_entry(read_scores(run, cfg), cfg, scoring)
+    scores, subsets = best_scores(best)
     method = cfg.method
     seed = cfg.get("seed")
     return Run(path=run.path, task=cfg.task.name, model=cfg.model.name, method=method.name,
@@ -153,10 +192,10 @@ def read_run(run: RunDir, cfg: DictConfig) -> Run:
                lr=optional_number(cfg, "train.lr", float), batch=optional_number(cfg, "train.global_batch_size", int),
                seed=None if seed is None else int(seed), hardware=OmegaConf.select(cfg, "hardware.name", default="-"),
                experiment=cfg.get("experiment"), loss_on=cfg.task.get("loss_on") or "response",
-               scores=scores, subsets=subsets, scoring=scores_json.get("best", {}).get("mode", "generate"),
+               scores=scores, subsets=subsets, scoring=best.get("mode", "generate"),
                peak_memory_gb=end[-1].get("peak_memory_gb") if end else None,
                train_time_s=end[-1].get("train_time_s") if end else None,
-               settings=run_settings(cfg, scores_json.get("best") or {}), synthetic=is_synthetic(cfg.task),
+               settings=run_settings(cfg, best), synthetic=is_synthetic(cfg.task),
                finished_at=finished_at(run))
 
 
@@ -177,7 +216,7 @@ def logged_errors(train_log: Path) -> list[tuple[float, str]]:
     return found
 
 
-def unfinished_reason(run: RunDir, cfg: DictConfig) -> str | None:
+def unfinished_reason(run: RunDir, cfg: DictConfig, scoring: str | None = None) -> str | None:
     """Why a readable run folder is not a finished run, or None when it is one.
 
     An error in train.log counts when it came after the run's last result (an earlier attempt's error, before a
@@ -191,8 +230,11 @@ def unfinished_reason(run: RunDir, cfg: DictConfig) -> str | None:
     trained = "train" in cfg
     if trained and not run.training_ended():
         return f"no end event in {run.metrics.name} (training did not finish)"
-    best = run.read_scores().get("best")
-    if not best and (not trained or cfg.get("evaluate_after_training", True)):
+    scores_json = read_scores(run, cfg)
+    if not best_entry(scores_json, cfg, scoring) and (not trained or cfg.get("evaluate_after_training", True)):
+        if scoring or scores_json["scorings"]:
+            return (f"no scores under scoring {scoring or scoring_id(own_scoring(cfg))} (no best entry in "
+                    f"{run.scores.name}; it has {', '.join(scores_json['scorings']) or 'none'})")
         return f"no scores (no best entry in {run.scores.name}; python eval.py run_dir={run.path} scores it)"
     return None
 
@@ -204,7 +246,7 @@ def first_line(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def inspect_folder(run_dir: Path) -> Run | Skipped:
+def inspect_folder(run_dir: Path, scoring: str | None = None) -> Run | Skipped:
     """The finished run in run_dir, or why it is none."""
     run = RunDir(run_dir)
     try:
@@ -215,8 +257,8 @@ def inspect_folder(run_dir: Path) -> Run | Skipped:
     except UNREADABLE as e:
         return Skipped(run.path, f"unreadable {run.config.name} ({first_line(e)})")
     try:
-        reason = unfinished_reason(run, cfg)
-        return Skipped(run.path, reason) if reason else read_run(run, cfg)
+        reason = unfinished_reason(run, cfg, scoring)
+        return Skipped(run.path, reason) if reason else read_run(run, cfg, scoring)
     except UNREADABLE as e:  # a scores.json or metrics.jsonl that is not what the evaluator and train.py write
         return Skipped(run.path, f"unreadable results ({type(e).__name__}: {first_line(e)})")
 
@@ -233,13 +275,15 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def find_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
-    """Every finished run under root, and every other folder holding a config.yaml with why it was left out."""
+def find_runs(root: Path, scoring: str | None = None) -> tuple[list[Run], list[Skipped]]:
+    """Every finished run under root (its scores under `scoring`, by default its own setting), and every other
+    folder holding a config.yaml with why it was left out."""
+    check_scoring_choice(scoring)
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a directory; pass the outputs folder that holds the runs")
     runs, skipped = [], []
     for folder in run_folders(root):
-        found = inspect_folder(folder)
+        found = inspect_folder(folder, scoring)
         (skipped if isinstance(found, Skipped) else runs).append(found)
     return runs, skipped

@@ -528,20 +528,26 @@ class Report:
         return "\n".join([self.tables, "wrote " + ", ".join(str(p) for p in self.written), *self.left_out])
 
 
-def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = False, strict: bool = False) -> Report:
+def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = False, strict: bool = False,
+                scoring: str | None = None) -> Report:
     """Collect the runs under root, write tables.md / tables.tex (and Figure 6 when there is a rank sweep) into
-    out_dir (default: root). strict: any folder that is not a finished run is an error (nothing is written)."""
+    out_dir (default: root). strict: any folder that is not a finished run is an error (nothing is written).
+    scoring: the scoring setting or mode whose scores are shown (default: each run's own). No finished run at all
+    is an error too: there would be no table to write."""
     root = Path(root)
-    runs, skipped = find_runs(root)
+    runs, skipped = find_runs(root, scoring)
+    if not runs:
+        why = f"; e.g. {skipped[0].path}: {skipped[0].reason}" if skipped else " (no folder holds a config.yaml)"
+        raise UserError(f"no finished run under {root}{f' scored under {scoring}' if scoring else ''}: "
+                        f"{len(skipped)} folder(s) left out{why}")
     if strict and skipped:
         first = skipped[0]
         raise UserError(f"--strict: {len(skipped)} folder(s) under {root} hold a config.yaml but are not finished "
                         f"runs, e.g. {first.path}: {first.reason}")
     tables, repeats = build_tables(runs, paper_grid=paper_grid)
+    text = f"# Results from {len(runs)} runs under {root}\n\n" + "\n".join(to_markdown(t) for t in tables)
     if not tables:
-        text = f"no finished runs under {root} (a run needs config.yaml, metrics.jsonl and scores.json)\n"
-    else:
-        text = f"# Results from {len(runs)} runs under {root}\n\n" + "\n".join(to_markdown(t) for t in tables)
+        text += f"no table shows these runs (none is scored on a task of the paper's tables)\n"
     out_dir = Path(out_dir or root)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(text, left_out_lines(repeats, skipped), [out_dir / "tables.md", out_dir / "tables.tex"])
