@@ -12,9 +12,11 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
 from hira.data.templates import alpaca_prompt
 from hira.errors import UserError
 from hira.evaluation import evaluator
-from hira.evaluation.evaluator import format_table, score_by_loglik, score_generations, watch_checkpoints
+from hira.evaluation.console import format_table
+from hira.evaluation.evaluator import score_by_loglik, score_generations, watch_checkpoints
 from hira.evaluation.generation import completion_logliks, generate
-from hira.evaluation.metrics import BertScoreConfig, accuracy_summary, dialogue_metrics
+from hira.scoring import metrics
+from hira.scoring.metrics import BertScoreConfig, accuracy_summary, dialogue_metrics
 
 WORDS = "the cat sat on mat dog ran a hello how are you i am fine what is your name my".split()
 
@@ -115,7 +117,7 @@ def test_bertscore_runs_on_a_local_model_folder(tmp_path):
     # identical sentences: every token's best match is itself (cosine 1), so P = R = F1 = 100
     assert scores["bert_p"] == pytest.approx(100) and scores["bert_r"] == pytest.approx(100)
     assert scores["bert_f1"] == pytest.approx(100) and messages == []
-    assert scores["average"] == pytest.approx(sum(scores[k] for k in evaluator.DIALOGUE_METRICS) / 6)
+    assert scores["average"] == pytest.approx(sum(scores[k] for k in metrics.DIALOGUE_METRICS) / 6)
     other, _ = dialogue_metrics(["my name is cat"], ["what is your dog"], BertScoreConfig(str(tmp_path), 1),
                                 NoSynonyms())
     assert other["bert_f1"] < 100
