@@ -77,6 +77,14 @@ def test_table_has_ci_and_table1_row():
     assert values.split() == ["75.00", "50.00", "62.50"]
 
 
+
+def test_subset_lines_follow_the_table1_row_order():
+    scores = {s: accuracy_summary([True, False], 0) for s in ("winogrande", "boolq", "arc_e", "arc_c")}
+    lines = format_table(scores).splitlines()
+    subsets = [line.split()[0] for line in lines[1:5]]
+    assert subsets == ["boolq", "arc_c", "arc_e", "winogrande"]
+    assert lines[-2].split()[-5:] == ["BoolQ", "ARC-c", "ARC-e", "WinoG", "Avg."]
+
 # --- ConvAI2 metrics -----------------------------------------------------------------------------------------
 
 def test_dialogue_metrics_hand_computed(tmp_path):
