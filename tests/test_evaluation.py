@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, RobertaConfig, RobertaModel
 
@@ -84,6 +85,15 @@ def test_subset_lines_follow_the_table1_row_order():
     subsets = [line.split()[0] for line in lines[1:5]]
     assert subsets == ["boolq", "arc_c", "arc_e", "winogrande"]
     assert lines[-2].split()[-5:] == ["BoolQ", "ARC-c", "ARC-e", "WinoG", "Avg."]
+
+
+def test_a_loglik_scoring_names_no_beams(capsys):
+    task = OmegaConf.create({"num_beams": 4, "max_new_tokens": 32})
+    scores = {"boolq": accuracy_summary([True, False], 0)}
+    evaluator.print_scores("run", "step_2", scores, evaluator.eval_settings(task, {"mode": "loglik"}))
+    evaluator.print_scores("run", "step_2", scores, evaluator.eval_settings(task, {}))
+    loglik, generate = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run [")]
+    assert loglik == "run [step_2] loglik" and generate == "run [step_2] generate_b4_t32"
 
 # --- ConvAI2 metrics -----------------------------------------------------------------------------------------
 
