@@ -22,19 +22,21 @@ from hira.run_dir import RunDir
 
 EXPERIMENT = "lr_sweep"
 CHOSEN = "chosen"
-NOT_SETTINGS = ("hydra", "run_dir", "sweep")  # folder names and the sweep's options: never settings
+FOLDERS = ("hydra", "run_dir")  # name folders: removed before resolving (run_dir may name Hydra's job folder)
+SWEEP = "sweep"                 # the sweep's options: read by train.lr under lr_sweep, never settings themselves
 
 
 def settings_of(cfg: DictConfig, drop=()) -> dict:
-    """run_settings of cfg (resolved) without NOT_SETTINGS and `drop` (dotted keys), removed before resolving:
-    run_dir may name Hydra's job folder, train.lr may be the sweep's own interpolation."""
+    """run_settings of cfg without the folder keys and the sweep's options; `drop` (dotted keys) are removed before
+    resolving too (train.lr may be the sweep's interpolation of the key being computed)."""
     tree = OmegaConf.to_container(cfg, resolve=False)
-    for key in (*NOT_SETTINGS, *drop):
+    for key in (*FOLDERS, *drop):
         node, parts = tree, key.split(".")
         for part in parts[:-1]:
             node = node.get(part) or {}
         node.pop(parts[-1], None)
-    return run_settings(OmegaConf.create(tree), {})
+    settings = run_settings(OmegaConf.create(tree), {})
+    return {k: v for k, v in settings.items() if k.partition(".")[0] != SWEEP}
 
 
 def short_hash(settings: dict) -> str:
@@ -60,6 +62,7 @@ class TuningRun:
     seed: int
     val_loss: float  # the run's best validation loss (metrics.jsonl's last eval event)
     path: Path
+    name: str = ""   # method.name, as the command line names it
 
 
 def best_val_loss(path: Path) -> float | None:
@@ -76,7 +79,7 @@ def tuning_run(run: Run) -> TuningRun | None:
         return None
     cfg = OmegaConf.load(RunDir(run.path).config)
     label = " ".join(part for part in (run.method, run.params, run.modules) if part)
-    return TuningRun(group_key(cfg), label, run.lr, run.lr / default_lr(cfg), run.seed, loss, run.path)
+    return TuningRun(group_key(cfg), label, run.lr, run.lr / default_lr(cfg), run.seed, loss, run.path, run.method)
 
 
 def tuning_runs(runs: list[Run]) -> list[TuningRun]:
