@@ -27,7 +27,7 @@ def main(argv=None) -> None:
         raise UserError(f"{args.sweep_dir} holds no finished run of +experiment=lr_sweep; run the first stage: "
                         "python train.py -m +experiment=lr_sweep method=<a>,<b>")
     chosen = choose(tuning)
-    print(tuning_markdown(tuning, chosen, 0).split("\n", 3)[3])  # the table itself
+    print("\n".join(line for line in tuning_markdown(tuning, chosen, 0).splitlines() if line.startswith("|")))
     for pick in sorted(chosen.values(), key=lambda t: t.method):
         print(f"chosen: {pick.method}: lr {pick.lr:g} (× {pick.factor:g} its default), best val loss "
               f"{pick.val_loss:.4f} ({pick.path})")

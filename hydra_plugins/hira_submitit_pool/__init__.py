@@ -1,5 +1,6 @@
 """hydra/launcher=submitit_local_pool: submitit's local executor running at most `array_parallelism` cells at a
-time (the plugin's own submitit_local starts every cell of the sweep at once). Needs the `cluster` extra."""
+time (the plugin's own submitit_local starts every cell of the sweep at once). Needs the `cluster` extra.
+Hydra instantiates launchers from the hydra_plugins namespace only, hence this package beside hira/."""
 
 from __future__ import annotations
 
