@@ -267,7 +267,7 @@ def summary_lines(entries: list[dict]) -> list[str]:
     """One line per cell: its last status in this sweep, its folder, the overrides that tell the cells apart, and
     a failure's reason."""
     last = list({e["run_dir"]: e for e in entries}.values())
-    shared = set.intersection(*(set(e["overrides"]) for e in last)) if len(last) > 1 else set()
+    shared = set.intersection(*(set(e["overrides"]) for e in last)) if last else set()  # one cell: none shown
     lines = []
     for entry in last:
         own = " ".join(o for o in entry["overrides"] if o not in shared)
