@@ -27,8 +27,8 @@ SWEEP = "sweep"                 # the sweep's options: read by train.lr under lr
 
 
 def settings_of(cfg: DictConfig, drop=()) -> dict:
-    """run_settings of cfg without the folder keys and the sweep's options; `drop` (dotted keys) are removed before
-    resolving too (train.lr may be the sweep's interpolation of the key being computed)."""
+    """run_settings of cfg without the folder keys and the sweep's options, train.lr the rate the cell trains at;
+    `drop` (dotted keys) removed too."""
     tree = OmegaConf.to_container(cfg, resolve=False)
     for key in (*FOLDERS, *drop):
         node, parts = tree, key.split(".")
@@ -36,7 +36,10 @@ def settings_of(cfg: DictConfig, drop=()) -> dict:
             node = node.get(part) or {}
         node.pop(parts[-1], None)
     settings = run_settings(OmegaConf.create(tree), {})
-    return {k: v for k, v in settings.items() if k.partition(".")[0] != SWEEP}
+    settings = {k: v for k, v in settings.items() if k.partition(".")[0] != SWEEP}
+    if "train.lr" in settings:
+        settings["train.lr"] = sweep_lr(cfg)  # the rate the cell trains at (config.yaml's train.lr)
+    return settings
 
 
 def short_hash(settings: dict) -> str:
@@ -125,11 +128,15 @@ def chosen_lr(cfg: DictConfig, sweep_dir: str | Path) -> float:
     return pick.lr
 
 
-def sweep_lr(base, factor, sweep_dir, *, _root_) -> float:
-    """${hira_lr:<default rate>,<sweep.lr_factor>,<sweep dir>}: the rate a cell of the lr sweep trains at."""
+def sweep_lr(cfg: DictConfig) -> float:
+    """The rate a cell trains at: train.lr (the method's default) × sweep.lr_factor, or with
+    sweep.lr_factor=chosen the first stage's choice for the cell's group; train.lr itself outside an lr sweep."""
+    factor = OmegaConf.select(cfg, "sweep.lr_factor")
+    if factor is None:
+        return float(cfg.train.lr)
     if factor == CHOSEN:
-        return chosen_lr(_root_, sweep_dir)
-    return float(base) * float(factor)
+        return chosen_lr(cfg, OmegaConf.select(cfg, "sweep.tuning_dir"))
+    return float(cfg.train.lr) * float(factor)
 
 
 def check_lr_factor(cfg: DictConfig) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hira.config.schema import SWEEP_RERUN as RERUN
 from hira.errors import UserError, log_to_files
 from hira.paper.lr_sweep import check_lr_factor, settings_of, short_hash, sweep_lr
 from hira.paper.runs import UNREADABLE, first_line, unfinished_reason
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 FAILED_FILE = "failed.json"
 SUMMARY_FILE = "summary.jsonl"
-RERUN = ("missing", "all")  # missing: run the cells without a finished run; all: every cell afresh
 SWEEP_KEY = "sweep"         # the config node of sweep options: not a training setting, removed before training
 
 
@@ -50,12 +50,12 @@ def check_sweep_options(cfg: DictConfig) -> None:
 
 
 def pop_sweep_options(cfg: DictConfig) -> DictConfig:
-    """The sweep options, checked and removed from cfg: train.lr already holds the factor's rate, and a run's
+    """The sweep options, checked and removed from cfg, train.lr set to the rate the cell trains at: a run's
     config.yaml holds training settings only (the tables compare those)."""
     check_sweep_options(cfg)
     options = OmegaConf.create(OmegaConf.to_container(cfg.get(SWEEP_KEY) or {}, resolve=True))
     with open_dict(cfg):
-        cfg.train.lr = float(cfg.train.lr)  # resolved while the sweep options it may read are still there
+        cfg.train.lr = sweep_lr(cfg)
         cfg.pop(SWEEP_KEY, None)
     return options
 
@@ -98,12 +98,9 @@ def cell_id(*, _root_) -> str:
     return short_hash(settings_of(_root_))
 
 
-def register_resolvers() -> None:
-    OmegaConf.register_new_resolver("hira_cell", cell_id, replace=True)
-    OmegaConf.register_new_resolver("hira_lr", sweep_lr, replace=True)
-
-
-register_resolvers()  # on import: train.py imports this module before Hydra composes, a submitit job unpickles it
+# on import: Hydra imports this module for its callbacks before any cell's folder is resolved (in a submitit job too:
+# unpickling the callbacks imports it)
+OmegaConf.register_new_resolver("hira_cell", cell_id, replace=True)
 
 
 # --- one cell -----------------------------------------------------------------------------------------------------
