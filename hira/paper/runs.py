@@ -37,6 +37,7 @@ IGNORED_KEYS = (
     "run_dir",                      # where the run was written
     "resume",                       # a resumed run continues exactly where it stopped (tests/test_resume.py)
     "experiment",                   # the sweep's name; the settings it sets are all in the other keys
+    "sweep",                        # a sweep's options (what a rerun redoes; lr_sweep's factor is in train.lr)
     "logger", "wandb",              # where metrics are sent besides metrics.jsonl
     "train.log_steps",              # how often the training loss is logged
     "train.keep_last",              # how many old checkpoints are deleted (the best one is always kept)

@@ -163,15 +163,13 @@ def run_cell(cfg: DictConfig, options, train_and_score) -> dict:
         move_results_aside(run)
     try:
         train_and_score(cfg)
-    except (UserError, MemoryError) as e:
+    except Exception as e:
+        if not isinstance(e, UserError) and not is_out_of_memory(e):
+            raise  # a bug: Hydra stops the sweep with the traceback
         reason = failure_reason(e)
         log_to_files(f"error: {reason}")
         print(f"failed: {run.path}: {reason}", file=sys.stderr, flush=True)
         return record(run, "failed", reason, main=main)
-    except Exception as e:
-        if not is_out_of_memory(e):
-            raise  # a bug: Hydra stops the sweep with the traceback
-        return record(run, "failed", failure_reason(e), main=main)
     return record(run, "done", main=main)
 
 
