@@ -22,7 +22,8 @@ def entry_main(target: str):
 
 def test_each_command_is_a_main_in_the_package():
     assert set(ENTRY_POINTS) == {"hira-make-tables", "hira-prepare-data", "hira-analyze-updates", "hira-count-params",
-                                 "hira-bench-adapters", "hira-bench-eval", "hira-gpu-check"}
+                                 "hira-bench-adapters", "hira-bench-eval", "hira-gpu-check",
+                                 "hira-sweep-select"}
     for command, target in ENTRY_POINTS.items():
         module, name = entry_main(target)
         assert name == "main" and callable(module.main), command
