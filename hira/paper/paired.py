@@ -191,7 +191,7 @@ def check_pairs(subsets: dict) -> dict:
     for name, (a, b) in subsets.items():
         a, b = as_outcomes(a, f"{name} A"), as_outcomes(b, f"{name} B")
         if a.shape[1] != b.shape[1]:
-            raise ValueError(f"{name}: A has {a.shape[1]} questions, B {b.shape[1]}; a paired test needs the same")
+            raise ValueError(f"{name}: A has {a.shape[1]} questions, B {b.shape[1]}; a paired test needs the same questions")
         checked[name] = (a, b)
     seed_counts = {(a.shape[0], b.shape[0]) for a, b in checked.values()}
     if len(seed_counts) > 1:
