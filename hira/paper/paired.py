@@ -199,20 +199,44 @@ def check_pairs(subsets: dict) -> dict:
     return checked
 
 
+def seed_parts(seed_var: float, seeds: int, noise_var: float, noise_dof: float) -> tuple:
+    """A group's seed variance split into the answer noise it holds (estimated from every seed x question cell:
+    many degrees of freedom) and the seed effect proper (the rest, not below 0: few degrees of freedom, by
+    Satterthwaite for a difference of mean squares). Two seeds whose outcomes differ by answer noise alone are
+    then no longer as uncertain as one degree of freedom would make them."""
+    if seeds < 2:
+        return ()
+    effect = max(0.0, seed_var - noise_var)
+    spread = seed_var ** 2 / (seeds - 1) + (noise_var ** 2 / noise_dof if noise_dof > 0 else 0.0)
+    return ((effect, effect ** 2 / spread if spread > 0 else np.inf), (noise_var, noise_dof))
+
+
+def group_parts(a: np.ndarray) -> tuple:
+    seeds, questions = a.shape
+    return seed_parts(seed_variance(a), seeds, residual_variance(a) / (seeds * questions),
+                      (seeds - 1) * (questions - 1))
+
+
 def difference_variance(a: np.ndarray, b: np.ndarray) -> Variance:
     """Moment estimate of Var(B − A) for one subset: both groups' seeds, then the questions."""
-    return Variance(((seed_variance(a), len(a) - 1), (seed_variance(b), len(b) - 1),
-                     (question_variance(a, b), a.shape[1] - 1)))
+    return Variance((*group_parts(a), *group_parts(b), (question_variance(a, b), a.shape[1] - 1)))
+
+
+def macro_parts(groups: list[np.ndarray]) -> tuple:
+    """group_parts of one group's macro average: each run's macro accuracy over its seeds (the subsets share the
+    runs, so their seed effects add up), its answer noise the subsets' noise / subsets²."""
+    seeds = len(groups[0])
+    macro = np.mean([g.mean(axis=1) for g in groups], axis=0)[:, None]
+    noise = sum(residual_variance(g) / (seeds * g.shape[1]) for g in groups) / len(groups) ** 2
+    return seed_parts(seed_variance(macro), seeds, noise, sum((seeds - 1) * (g.shape[1] - 1) for g in groups))
 
 
 def average_variance(subsets: dict) -> Variance:
-    """Moment estimate of Var of the macro average's difference: each run's macro accuracy over its seeds (the
-    subsets share the runs, so their seed effects add up), plus each subset's question part / subsets²."""
+    """Moment estimate of Var of the macro average's difference: both groups' seeds, then each subset's question
+    part / subsets²."""
     pairs = list(subsets.values())
-    macro_a = np.mean([a.mean(axis=1) for a, _ in pairs], axis=0)[:, None]
-    macro_b = np.mean([b.mean(axis=1) for _, b in pairs], axis=0)[:, None]
     questions = sum(question_variance(a, b) for a, b in pairs) / len(pairs) ** 2
-    return Variance(((seed_variance(macro_a), len(macro_a) - 1), (seed_variance(macro_b), len(macro_b) - 1),
+    return Variance((*macro_parts([a for a, _ in pairs]), *macro_parts([b for _, b in pairs]),
                      (questions, sum(a.shape[1] - 1 for a, _ in pairs))))
 
 
