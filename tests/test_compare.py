@@ -283,3 +283,88 @@ def test_make_tables_compare_block(hand_runs, tmp_path):
     assert rows["| hira r32 lr 0.001"].startswith(f"| hira r32 lr 0.001 | {avg.diff:+.2f} | [{avg.ci_low:+.2f}, ")
     assert report.tables in text
     assert snapshot(hand_runs) == before
+
+
+# --- hira-compare and hira-make-tables --compare on real tiny runs (slow: train.py subprocesses) ---------------
+
+TINY_GROUPS = {"default": [], "slow": ["train.lr=1e-9"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(workdir):
+    """HiRA at its default lr and at 1e-9, seeds 1 and 2: four train.py runs of one step, 4 questions a subset."""
+    from conftest import common_overrides, run_script
+
+    root = workdir / "compare_runs"
+    for group, extra in TINY_GROUPS.items():
+        for seed in (1, 2):
+            proc = run_script("train.py", *common_overrides(workdir), "train.max_steps=1", "eval_limit=4",
+                              f"seed={seed}", f"run_dir={root / f'{group}_{seed}'}", *extra)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+def compare_script(root, *args):
+    from conftest import run_script
+
+    return run_script("scripts/compare.py", root, *args, "--resamples", "300")
+
+
+@pytest.mark.slow
+def test_compare_script_on_real_runs(tiny_runs, tmp_path):
+    before = snapshot(tiny_runs)
+    out = tmp_path / "cmp.json"
+    proc = compare_script(tiny_runs, "--a", "method.name=hira", "train.lr=1e-2", "--b", "train.lr=1e-9",
+                          "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    subsets = json.loads((tiny_runs / "default_1" / "scores.json").read_text())["best"]["subsets"]
+    assert set(figures) == {*subsets, "average"}
+    assert all(figures[s]["n_questions"] == 4 and (figures[s]["seeds_a"], figures[s]["seeds_b"]) == (2, 2)
+               for s in subsets)
+    expected = {}
+    for subset in subsets:  # the differences are the runs' own accuracies, from their scores.json
+        accuracy = {g: np.mean([json.loads((tiny_runs / f"{g}_{seed}" / "scores.json").read_text())["best"]
+                                ["subsets"][subset]["accuracy"] for seed in (1, 2)]) for g in TINY_GROUPS}
+        expected[subset] = 100 * (accuracy["slow"] - accuracy["default"])
+        assert figures[subset]["diff"] == pytest.approx(expected[subset])
+    assert figures["average"]["diff"] == pytest.approx(np.mean(list(expected.values())))
+    assert "| average |" in proc.stdout and "settings that differ: train.lr" in proc.stdout
+    assert snapshot(tiny_runs) == before
+
+
+@pytest.mark.slow
+def test_compare_refusals_on_real_runs(tiny_runs, tmp_path):
+    def refused(root, *args) -> str:
+        proc = compare_script(root, *args)
+        assert proc.returncode == 2 and not proc.stdout and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        return proc.stderr
+
+    assert "no finished run matches" in refused(tiny_runs, "--a", "method.name=lora", "--b", "train.lr=1e-9")
+    assert "--a and --b select the same runs" in refused(tiny_runs, "--a", "train.lr=1e-9", "--b", "train.lr=1e-09")
+    root = tmp_path / "runs"
+    for name in ("default_1", "default_2", "slow_1"):
+        shutil.copytree(tiny_runs / name, root / name)
+    config = root / "slow_1" / "config.yaml"
+    config.write_text(config.read_text().replace("  warmup_steps: 5\n", "  warmup_steps: 6\n"))
+    assert "not named in --a/--b: train.warmup_steps;" in refused(root, "--a", "train.lr=1e-2", "--b", "train.lr=1e-9")
+    shutil.rmtree(root / "slow_1")
+    shutil.copytree(tiny_runs / "slow_1", root / "slow_1")
+    piqa = next((root / "slow_1" / "predictions").glob("*/piqa.jsonl"))
+    piqa.write_text(piqa.read_text().replace("Below is an instruction", "Above is an instruction", 1))
+    assert "different questions in piqa" in refused(root, "--a", "train.lr=1e-2", "--b", "train.lr=1e-9")
+    shutil.rmtree(root / "slow_1" / "predictions")
+    assert "has no predictions for" in refused(root, "--a", "train.lr=1e-2", "--b", "train.lr=1e-9")
+
+
+@pytest.mark.slow
+def test_make_tables_compare_script_on_real_runs(tiny_runs, tmp_path):
+    from conftest import run_script
+
+    before = snapshot(tiny_runs)
+    proc = run_script("scripts/make_tables.py", tiny_runs, "--out", tmp_path, "--compare", "train.lr=1e-9")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "tables.md").read_text()
+    assert "Paired comparison with the reference hira r4 lr 1e-09 (train.lr=1e-09)" in text
+    assert "| hira r4 lr 0.01 |" in text
+    assert snapshot(tiny_runs) == before

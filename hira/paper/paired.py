@@ -15,10 +15,11 @@ questions in the same order in both. Output per subset and for the macro average
   and widened by t over normal at the interval's level: the interval is the estimate plus their percentiles.
 - a two-sided p-value: with one seed in each group, McNemar's exact test (the binomial test of c = questions B got
   right and A wrong, of the b + c where they disagree, p = 0.5). Otherwise a Welch-Satterthwaite t on the moment
-  estimate Var(B − A) = Var_seeds(A)/n_A + Var_seeds(B)/n_B + (Var_questions(per-question difference) − the answer
-  noise already counted among seeds) / questions, each part with its degrees of freedom (seeds − 1, questions − 1):
-  with 2 or 3 seeds the seed part is itself uncertain, and a normal reference would reject too often (about 12 % at
-  a nominal 5 % with 3 seeds, in tests/test_compare.py's simulation; this one: 4-5 %).
+  estimate of Var(B − A): each group's seed variance of its mean (split into the answer noise, from the seed x
+  question table's residual mean square with many degrees of freedom, and the seed effect proper, the rest, with
+  few) plus the questions' part (the per-question differences' variance beyond that noise, over the questions).
+  With 2 or 3 seeds the seed part is itself uncertain, and a normal reference rejects too often (10-15 % at a
+  nominal 5 % in tests/test_compare.py's simulation; this t: 1-7 % across seed-noise levels).
 - Holm's step-down correction across the subsets, and whether each difference survives it at alpha. The macro
   average is the one headline test, not part of Holm's family: its p_holm is its own p and `significant` is
   p <= alpha. (With one seed each the average's p is the t above with its question part only.)
