@@ -1,6 +1,7 @@
 """hira/paper/paired.py on simulated outcomes whose truth is known (fast), and hira-compare on real tiny runs (slow)."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -304,6 +305,14 @@ def tiny_runs(workdir):
     return root
 
 
+@pytest.fixture
+def checkout_first(monkeypatch):
+    """scripts/*.py import the installed hira; the subprocess imports this checkout's, the code under test."""
+    from conftest import ROOT
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
 def compare_script(root, *args):
     from conftest import run_script
 
@@ -311,7 +320,7 @@ def compare_script(root, *args):
 
 
 @pytest.mark.slow
-def test_compare_script_on_real_runs(tiny_runs, tmp_path):
+def test_compare_script_on_real_runs(tiny_runs, tmp_path, checkout_first):
     before = snapshot(tiny_runs)
     out = tmp_path / "cmp.json"
     proc = compare_script(tiny_runs, "--a", "method.name=hira", "train.lr=1e-2", "--b", "train.lr=1e-9",
@@ -334,7 +343,7 @@ def test_compare_script_on_real_runs(tiny_runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_refusals_on_real_runs(tiny_runs, tmp_path):
+def test_compare_refusals_on_real_runs(tiny_runs, tmp_path, checkout_first):
     def refused(root, *args) -> str:
         proc = compare_script(root, *args)
         assert proc.returncode == 2 and not proc.stdout and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -358,7 +367,7 @@ def test_compare_refusals_on_real_runs(tiny_runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_make_tables_compare_script_on_real_runs(tiny_runs, tmp_path):
+def test_make_tables_compare_script_on_real_runs(tiny_runs, tmp_path, checkout_first):
     from conftest import run_script
 
     before = snapshot(tiny_runs)
