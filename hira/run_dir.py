@@ -9,6 +9,8 @@ small readers that training, evaluation, the paper tables and the GPU check all 
     <run>/checkpoints/damaged_step_<N>/  a checkpoint resume found damaged and moved aside (never loaded)
     <run>/scores.json            the evaluator's entry per scored checkpoint, and "best"
     <run>/predictions/<name>/    the per-example rows of one scored checkpoint or model
+    <run>/wandb_id               logger=wandb: the id of the wandb run this folder logs to (kept across resumes)
+    <run>/wandb/                 logger=wandb: wandb's own files (offline-run-*/ per process; wandb.dir moves it)
 
 Ground floor, standard library only: every layer may name a run's files without importing another's code.
 """
@@ -26,6 +28,7 @@ TRAIN_LOG = "train.log"
 CHECKPOINTS_DIR = "checkpoints"
 PREDICTIONS_DIR = "predictions"
 BEST_MARKER = "best"
+WANDB_ID_FILE = "wandb_id"
 
 
 def best_marker(checkpoints: str | Path) -> Path:
@@ -88,6 +91,10 @@ class RunDir:
     @property
     def best_marker(self) -> Path:
         return best_marker(self.checkpoints)
+
+    @property
+    def wandb_id(self) -> Path:
+        return self.path / WANDB_ID_FILE
 
     def predictions(self, name: str) -> Path:
         """The folder of one scored checkpoint's (or model's) per-example rows."""

@@ -91,6 +91,23 @@ def run_script(script, *args, timeout: int = 600, cwd=ROOT, launcher=None) -> su
                           capture_output=True, text=True, timeout=timeout)
 
 
+# `python -c KILLER args...` (env KILL_IN_SAVE=N): train.py in a child that SIGKILLs itself while checkpoint
+# step_<N> is half written (engine state in its temp dir, no adapter file yet).
+KILLER = """
+import os, runpy, signal, sys
+from hira.training import checkpoint
+step = int(os.environ["KILL_IN_SAVE"])
+save_file = checkpoint.save_file
+def killing_save_file(tensors, path):
+    if checkpoint.TMP_PREFIX + checkpoint.step_name(step) in path:
+        os.kill(os.getpid(), signal.SIGKILL)
+    save_file(tensors, path)
+checkpoint.save_file = killing_save_file
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
 def common_overrides(workdir: Path) -> list[str]:
     return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", *small_run_overrides(workdir)]
 

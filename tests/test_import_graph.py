@@ -1,10 +1,10 @@
 """The package's import graph: no cycle, and no module imports from a layer above its own.
 
-Layers, lowest first: the ground floor (errors, files, distributed, run_dir, cli, checkout) that anything may use; the
-building blocks (adapters, data, models); what runs them (training, evaluation); the paper's tables and analyses;
-the console commands; the measuring tools in benchmarks/ (beside the package) on top: nothing in hira/ imports them.
-Every import counts, including the ones inside functions: a lazy import hides a cycle from Python, not from a
-reader.
+Layers, lowest first: the ground floor (errors, files, distributed, run_dir, cli, checkout, provenance) that anything
+may use; the building blocks (adapters, data, models); what runs them (training, evaluation); the paper's tables and
+analyses; the console commands; the measuring tools in benchmarks/ (beside the package) on top: nothing in hira/
+imports them. Every import counts, including the ones inside functions: a lazy import hides a cycle from Python, not
+from a reader.
 """
 
 import ast
@@ -17,7 +17,7 @@ PACKAGES = ("hira", "benchmarks")
 
 LAYERS = {
     "hira": 0, "hira.errors": 0, "hira.files": 0, "hira.distributed": 0, "hira.run_dir": 0, "hira.cli": 0,
-    "hira.checkout": 0,
+    "hira.checkout": 0, "hira.provenance": 0,
     "hira.adapters": 1, "hira.data": 1, "hira.models": 1,
     "hira.config": 2, "hira.training": 2, "hira.evaluation": 2,
     "hira.paper": 3,

@@ -13,7 +13,7 @@ from hira.training.loop import BestSoFar, LoopState, Schedule, build_trainer_sta
 
 # trainer_state.json as every checkpoint so far has written it, in this order
 TRAINER_STATE_KEYS = ["step", "epoch", "step_in_epoch", "val_loss", "best_step", "best_val_loss", "world_size",
-                      "seed", "train_time_s", "peak_memory_gb", "method", "model", "method_params",
+                      "seed", "train_time_s", "peak_memory_gb", "train_tokens", "method", "model", "method_params",
                       "target_modules", "data_seed", "global_batch_size"]
 
 
@@ -25,14 +25,15 @@ def config():
 def mid_run_state() -> LoopState:
     """Step 8 of a run whose best validation was at step 4, two losses not yet logged, 5 s trained so far."""
     return LoopState(step=8, best=BestSoFar(4, 0.5), running=[1.25, 2.5], last_good="step_8",
-                     cost=RunCost(earlier_time_s=3.0, segment_time_s=2.0))
+                     cost=RunCost(earlier_time_s=3.0, segment_time_s=2.0, earlier_tokens=300, segment_tokens=200))
 
 
 def assert_continues(back: LoopState, state: LoopState) -> None:
     assert (back.step, back.best, back.running, back.last_good) == (state.step, state.best, state.running,
                                                                     state.last_good)
     assert back.cost.totals()["train_time_s"] == state.cost.totals()["train_time_s"]  # the sum carries on
-    assert back.cost.segment_time_s == 0.0  # the restoring process has trained nothing yet
+    assert back.cost.totals()["train_tokens"] == state.cost.totals()["train_tokens"] == 500
+    assert back.cost.segment_time_s == 0.0 and back.cost.segment_tokens == 0  # the restoring process trained nothing
 
 
 def test_round_trip_through_the_trainer_state_dict():

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, common_overrides
+from conftest import KILLER, ROOT, common_overrides
 from safetensors.torch import load_file
 
 from hira.training import checkpoint
@@ -14,22 +14,6 @@ from hira.training.runlog import read_metrics
 pytestmark = pytest.mark.slow  # train.py subprocesses
 
 STEPS = ["train.max_steps=12", "train.eval_steps=4", "train.log_steps=1", "evaluate_after_training=false"]
-
-# train.py in a child that SIGKILLs itself while checkpoint step_<KILL_IN_SAVE> is half written (engine state in
-# its temp dir, no adapter file yet).
-KILLER = """
-import os, runpy, signal, sys
-from hira.training import checkpoint
-step = int(os.environ["KILL_IN_SAVE"])
-save_file = checkpoint.save_file
-def killing_save_file(tensors, path):
-    if checkpoint.TMP_PREFIX + checkpoint.step_name(step) in path:
-        os.kill(os.getpid(), signal.SIGKILL)
-    save_file(tensors, path)
-checkpoint.save_file = killing_save_file
-sys.argv = ["train.py", *sys.argv[1:]]
-runpy.run_path("train.py", run_name="__main__")
-"""
 
 
 def train(run_dir, workdir, kill_in_save=None):

@@ -1,5 +1,6 @@
-"""What a run records about itself: cost totals over every process of a resumed run, the gradient norm, and a
-console free of messages a user cannot act on."""
+"""What a run records about itself: cost totals over every process of a resumed run (time, memory, training tokens,
+and cost(run_dir) for the result record), the gradient norm, and a console free of messages a user cannot act
+on."""
 
 import logging
 import math
@@ -8,9 +9,15 @@ import sys
 
 import pytest
 from conftest import ROOT, common_overrides
+from omegaconf import OmegaConf
 
+from hira.data.tasks import load_run_inputs
+from hira.data.tokenize import tokenized_splits
+from hira.models.loading import ensure_model, load_tokenizer
 from hira.paper.runs import load_run
-from hira.training import checkpoint
+from hira.training import batches, checkpoint
+from hira.training.cost import cost
+from hira.training.loop import Schedule, TrainBatches
 from hira.training.runlog import read_metrics
 
 STEPS = ["train.eval_steps=4", "train.log_steps=1", "evaluate_after_training=false"]
@@ -64,6 +71,50 @@ def test_train_time_and_peak_memory_add_up_over_segments(segments):
         pytest.approx(resumed["train_time_s"], abs=0.011)
     run = load_run(run_dir)
     assert (run.train_time_s, run.peak_memory_gb) == (rerun["train_time_s"], rerun["peak_memory_gb"])
+
+
+def attention_mask_ones(run_dir, steps) -> int:
+    """The non-pad input tokens of the micro batches the run trained at `steps`, counted from the collated batches'
+    attention masks (one process: its micro batches are the whole global batch)."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    tokenizer = load_tokenizer(ensure_model(cfg.model))
+    train_set, _, _ = tokenized_splits(tokenizer, load_run_inputs(cfg), cfg.task)
+    schedule = Schedule.from_config(cfg, len(train_set), world=1)
+    train_batches = TrainBatches.from_config(cfg, train_set, batches.make_collator(tokenizer), schedule)
+    return sum(int(b["attention_mask"].sum()) for step in steps for b in train_batches.for_step(step, "cpu"))
+
+
+@pytest.mark.slow
+def test_training_tokens_add_up_over_segments(segments):
+    run_dir, _, (first, resumed, rerun) = segments
+    assert first["train_tokens"] == attention_mask_ones(run_dir, range(1, 5))
+    assert checkpoint.trainer_state(run_dir / "checkpoints" / "step_4")["train_tokens"] == first["train_tokens"]
+    assert resumed["train_tokens"] == rerun["train_tokens"] == attention_mask_ones(run_dir, range(1, 9))
+    assert resumed["tokens_per_s"] == round(resumed["train_tokens"] / resumed["train_time_s"], 1)
+
+
+@pytest.mark.slow
+def test_the_cost_of_a_run_folder(segments):
+    run_dir, _, (_, _, rerun) = segments
+    start = [e for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "start"][0]
+    best = (run_dir / "checkpoints" / "best").read_text().strip()
+    adapter = run_dir / "checkpoints" / best / checkpoint.ADAPTER_FILE
+    assert cost(run_dir) == {
+        "trainable_params": start["trainable_params"], "total_params": start["total_params"],
+        "trainable_percent": 100 * start["trainable_params"] / start["total_params"],
+        "adapter_file": f"checkpoints/{best}/{checkpoint.ADAPTER_FILE}", "adapter_bytes": adapter.stat().st_size,
+        "peak_memory_gb": rerun["peak_memory_gb"], "train_time_s": rerun["train_time_s"],
+        "train_tokens": rerun["train_tokens"], "tokens_per_s": rerun["tokens_per_s"]}
+    assert 0 < start["trainable_params"] < start["total_params"] and adapter.stat().st_size > 0
+
+
+def test_the_cost_of_an_unfinished_or_older_run_folder_has_none_for_what_it_lacks(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"event": "start", "trainable_params": 5, "total_params": 20}\n'
+                                            '{"event": "end", "step": 4, "train_time_s": 2.0}\n')
+    assert cost(tmp_path) == {"trainable_params": 5, "total_params": 20, "trainable_percent": 25.0,
+                              "adapter_file": None, "adapter_bytes": None, "peak_memory_gb": None,
+                              "train_time_s": 2.0, "train_tokens": None, "tokens_per_s": None}
+    assert set(cost(tmp_path / "nothing").values()) == {None}
 
 
 @pytest.mark.slow

@@ -64,26 +64,47 @@ def prepare_hint(task_cfg, kind: str = "train") -> str:
 
 
 def load_task(task_cfg, with_tests: bool = True) -> TaskData:
-    fmt = task_format(task_cfg)
+    task_format(task_cfg)  # an unknown format is refused before any file is read
     if task_cfg.get("synthetic"):
         ensure_synthetic_files(task_cfg)
-    data_dir = Path(task_cfg.data_dir)
-    train_file = data_dir / task_cfg.train_file
+    train_file = training_file(task_cfg)
     records = load_records(train_file, task_cfg.name, prepare_hint(task_cfg))
     train, val = split_train_val(records, task_cfg.val_size, task_cfg.split_seed)
     if task_cfg.get("train_limit"):  # a random subset (the split shuffled): short runs on the real files
         train = train[: task_cfg.train_limit]
-    tests = load_tests(task_cfg, fmt, data_dir) if with_tests else {}
+    tests = load_tests(task_cfg) if with_tests else {}
     return TaskData(train, val, tests, train_file)
 
 
-def load_tests(task_cfg, fmt: str, data_dir: Path) -> dict:
-    tests = {}
-    for subset in task_cfg.test_subsets:
-        subset = FORMATS[fmt].canonical_subset(subset)
-        tests[subset] = cached_records(FORMATS[fmt].test_file(data_dir, subset), task_cfg.name,
-                                       prepare_hint(task_cfg, "test"))
-    return tests
+def training_file(task_cfg) -> Path:
+    """The file of the training records, and of the validation split cut from them."""
+    return Path(task_cfg.data_dir) / task_cfg.train_file
+
+
+def subset_files(task_cfg) -> dict[str, Path]:
+    """Each test subset's file, under the subset's canonical name."""
+    fmt = FORMATS[task_format(task_cfg)]
+    return {fmt.canonical_subset(s): fmt.test_file(Path(task_cfg.data_dir), fmt.canonical_subset(s))
+            for s in task_cfg.test_subsets}
+
+
+def load_tests(task_cfg) -> dict:
+    return {subset: cached_records(path, task_cfg.name, prepare_hint(task_cfg, "test"))
+            for subset, path in subset_files(task_cfg).items()}
+
+
+def data_files(task_cfg, with_tests: bool = True) -> dict[str, Path]:
+    """The files load_task reads, by role: "train", "validation" (the same file: the split is cut from it) and
+    "test/<subset>" for each test subset (with_tests)."""
+    files = {"train": training_file(task_cfg), "validation": training_file(task_cfg)}
+    if with_tests:
+        files |= {f"test/{subset}": path for subset, path in subset_files(task_cfg).items()}
+    return files
+
+
+def run_data_files(cfg) -> dict[str, Path]:
+    """data_files of what load_run_inputs reads for a training run (the tests only with evaluate_after_training)."""
+    return data_files(cfg.task, with_tests=run_reads_tests(cfg))
 
 
 _TEST_CACHE: dict = {}  # path -> ((mtime_ns, size), records): train.py checks the tests up front, then scores them
@@ -105,4 +126,8 @@ def load_run_inputs(cfg) -> TaskData:
     """Every data file a training run will read, checked before the model loads: the training file, the
     validation split (task.val_size against the file) and, with evaluate_after_training, every test subset,
     so a broken test file fails in seconds instead of after training. Errors name the file (and JSON line)."""
-    return load_task(cfg.task, with_tests=bool(cfg.get("evaluate_after_training", False)))
+    return load_task(cfg.task, with_tests=run_reads_tests(cfg))
+
+
+def run_reads_tests(cfg) -> bool:
+    return bool(cfg.get("evaluate_after_training", False))

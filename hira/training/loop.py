@@ -176,6 +176,12 @@ class TrainBatches:
         """The share of pad tokens in epoch 0's micro batches."""
         return batches.padding_fraction(self.epoch_order(0), self.lengths, self.global_batch, self.micro_batch)
 
+    def tokens_for_step(self, step: int) -> int:
+        """The non-pad input tokens that global batch `step` trains, over every rank (the collator only pads)."""
+        epoch, step_in_epoch = divmod(step - 1, self.steps_per_epoch)
+        ids = self.epoch_order(epoch)[step_in_epoch * self.global_batch:(step_in_epoch + 1) * self.global_batch]
+        return sum(self.lengths[i] for i in ids)
+
     def for_step(self, step: int, device) -> Iterator[dict]:
         """This rank's micro batches of global batch `step` (1-based), collated onto `device`."""
         epoch, step_in_epoch = divmod(step - 1, self.steps_per_epoch)
@@ -362,7 +368,7 @@ class Loop:
                     self.validate_and_save(step)
         finally:
             self.bar.close()
-        # train_time_s / peak_memory_gb: the whole run's (summed / max over every process that trained it)
+        # train_time_s, train_tokens / peak_memory_gb: the whole run's (summed / max over every process that trained it)
         self.metrics.write("end", step=total, best_step=self.state.best.step, **self.state.cost.end_fields())
         self.metrics.close()
 
@@ -372,6 +378,7 @@ class Loop:
         with state.cost.clocked():
             losses, self.grad_norm = train_step(self.engine, self.optimizer,
                                                 self.batches.for_step(step, self.engine.device))
+        state.cost.count_tokens(self.batches.tokens_for_step(step))
         if self.optimizer.skipped:  # the guard kept this step's update out of the weights
             action = self.cfg.train.on_nonfinite
             self.metrics.write("nonfinite", step=step, loss=_mean_or_none(losses), action=action)
