@@ -300,7 +300,8 @@ def tiny_runs(workdir):
     for group, extra in TINY_GROUPS.items():
         for seed in (1, 2):
             proc = run_script("train.py", *common_overrides(workdir), "train.max_steps=1", "eval_limit=4",
-                              f"seed={seed}", f"run_dir={root / f'{group}_{seed}'}", *extra)
+                              f"seed={seed}", f"run_dir={root / f'{group}_{seed}'}", *extra,
+                              timeout=1200)  # the first also builds the session's tiny model
             assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
