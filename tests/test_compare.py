@@ -344,11 +344,10 @@ def test_compare_script_on_real_runs(tiny_runs, tmp_path, checkout_first):
 
 
 @pytest.mark.slow
-def test_compare_refusals_on_real_runs(tiny_runs, tmp_path, checkout_first):
+def test_compare_refusals_on_real_runs(tiny_runs, tmp_path, capsys):
+    """Each refusal on real run folders (in-process: the script itself ran above), one line and exit 2."""
     def refused(root, *args) -> str:
-        proc = compare_script(root, *args)
-        assert proc.returncode == 2 and not proc.stdout and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        return proc.stderr
+        return refusal(root, *args, capsys=capsys)
 
     assert "no finished run matches" in refused(tiny_runs, "--a", "method.name=lora", "--b", "train.lr=1e-9")
     assert "--a and --b select the same runs" in refused(tiny_runs, "--a", "train.lr=1e-9", "--b", "train.lr=1e-09")
