@@ -116,11 +116,11 @@ def check_only_named(group_a: list[Run], group_b: list[Run], named: set) -> list
 
 
 def predictions_file(run: Run, subset: str) -> Path:
-    """The prediction rows of the run's best checkpoint on one subset: where scores.json's best entry points
-    (its "predictions" folder relative to the run, when it names one; else predictions/<checkpoint>/)."""
-    best = RunDir(run.path).read_scores().get("best") or {}
-    folder = best.get("predictions") or Path("predictions") / str(best.get("checkpoint"))
-    return run.path / folder / f"{subset}.jsonl"
+    """The prediction rows of the run's best checkpoint on one subset, the checkpoint scores.json's best entry
+    names (today's layout: predictions/<checkpoint>/<subset>.jsonl). The one place that knows the layout."""
+    folder = RunDir(run.path)
+    best = folder.read_scores().get("best") or {}
+    return folder.predictions(str(best.get("checkpoint"))) / f"{subset}.jsonl"
 
 
 def question_outcomes(run: Run, subset: str) -> tuple[np.ndarray, str]:
