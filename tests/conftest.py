@@ -112,6 +112,35 @@ def common_overrides(workdir: Path) -> list[str]:
     return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", *small_run_overrides(workdir)]
 
 
+def tiny_settings(workdir: Path) -> list[str]:
+    """The session's tiny model and synthetic data, as eval.py takes them (common_overrides less training's keys)."""
+    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={data_folder(workdir / 'data')}",
+                        "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6"]
+
+
+def group_settings(group: str, settings: list[str]) -> dict:
+    """{key: value} of the `group.key=value` settings (as a dotlist, without the group's prefix)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.from_dotlist([s.partition(f"{group}.")[2] for s in settings if s.startswith(f"{group}.")])
+
+
+def tiny_model_config(workdir: Path):
+    """configs/model/tiny.yaml with the session's test sizes and cache (the model eval.py would load)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(OmegaConf.load(ROOT / "configs/model/tiny.yaml"),
+                           group_settings("model", tiny_settings(workdir)))
+
+
+def compose_config(overrides: list[str], config_name: str = "train"):
+    """The config Hydra composes for `python <config_name>.py overrides...`, in-process (no `hydra` node)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(config_name, list(overrides))
+
+
 def small_run_overrides(workdir: Path) -> list[str]:
     """common_overrides less the tiny model's keys: the small synthetic task and schedule, for any model."""
     return [f"task.data_dir={data_folder(workdir / 'data')}", "task.synthetic.train_per_subset=60",
@@ -139,6 +168,24 @@ def smollm2_layers(keep: list[int]):
         layer.self_attn.layer_idx = i  # its slot in the KV cache
     model.config.num_hidden_layers = len(keep)
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """The tiny model's word-level tokenizer over the synthetic world's words (no model trained)."""
+    from hira.data import synthetic_world
+    from hira.models import tiny
+
+    return tiny.build_tokenizer(tiny.tokenizer_texts(synthetic_world.World.build()))
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_folder):
+    """The whole SmolLM2-135M (model in eval mode, tokenizer), loaded once per test module."""
+    from hira.models.loading import load_base_model
+
+    model, tokenizer = load_base_model(smollm2_config())
+    return model.eval(), tokenizer
 
 
 @pytest.fixture(scope="session")

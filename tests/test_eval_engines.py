@@ -12,7 +12,7 @@ import random
 
 import pytest
 import torch
-from conftest import ROOT, run_script, smollm2_layers
+from conftest import ROOT, run_script, smollm2_layers, tiny_model_config
 from numerics import assert_close_within
 from omegaconf import OmegaConf
 
@@ -25,7 +25,6 @@ from hira.evaluation.evaluator import eval_settings, score_by_loglik
 from hira.evaluation.generation import answer_logliks, generate, length_sorted_batches, prompts_for
 from hira.evaluation.prefill import beam_search, pad_rows
 from hira.models.loading import load_base_model
-from test_eval_models import tiny_settings
 
 # An option's log-likelihood is a sum of ~5-10 fp32 log-probabilities, computed by the two engines over other
 # shapes (prompt and option in one pass, or the option from the prompt's cache), so they differ by a few ulps of
@@ -49,9 +48,7 @@ def all_format_records(n: int = 68) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tiny(workdir):
-    dotlist = [s.partition("model.")[2] for s in tiny_settings(workdir) if s.startswith("model.")]
-    cfg = OmegaConf.merge(OmegaConf.load(ROOT / "configs/model/tiny.yaml"), OmegaConf.from_dotlist(dotlist))
-    model, tokenizer = load_base_model(cfg)
+    model, tokenizer = load_base_model(tiny_model_config(workdir))
     return model.eval(), tokenizer
 
 

@@ -5,8 +5,7 @@ built once per session)."""
 import math
 
 import pytest
-from conftest import ROOT, TEST_TINY, data_folder, run_script
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, TEST_TINY, compose_config, data_folder, run_script
 from omegaconf import OmegaConf
 
 from hira.adapters import all_methods
@@ -32,11 +31,6 @@ def grid_overrides(workdir, task: str, method: str) -> list[str]:
             f"run_dir={workdir / 'grid' / 'runs' / f'{task}-{method}'}"]
 
 
-def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=overrides)
-
-
 def method_yaml(method: str):
     return OmegaConf.load(ROOT / "configs" / "method" / f"{method}.yaml")
 
@@ -44,7 +38,7 @@ def method_yaml(method: str):
 @pytest.mark.parametrize("method", all_methods())
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_method_trains_one_step_on_task(workdir, task, method):
-    cfg = compose_train(grid_overrides(workdir, task, method))
+    cfg = compose_config(grid_overrides(workdir, task, method))
     # the task leaves the method's settings alone: its own params and lr; the tiny base trains at its demo lr
     expected = method_yaml(method)
     assert OmegaConf.to_container(cfg.method) == OmegaConf.to_container(expected)

@@ -4,16 +4,14 @@ import json
 import logging
 
 import pytest
-from conftest import ROOT, common_overrides, run_script
-from hydra import compose, initialize_config_dir
+from conftest import common_overrides, compose_config, run_script
 
 from hira.errors import UserError, report_user_errors
 from hira.training import checkpoint
 
 
 def config(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", list(overrides))
+    return compose_config(overrides)
 
 
 def one_error_line(proc) -> str:
