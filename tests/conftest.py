@@ -1,6 +1,8 @@
 import contextlib
 import copy
+import io
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +91,20 @@ def run_script(script, *args, timeout: int = 600, cwd=ROOT, launcher=None) -> su
     of this Python (e.g. the deepspeed launcher's command line)."""
     return subprocess.run([*(launcher or [sys.executable]), str(ROOT / script), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def stopped_in_process(script, *args) -> subprocess.CompletedProcess:
+    """`python <script> args...` run in this process, for a command line its up-front checks refuse: they stop it
+    before Hydra starts, so nothing else of the run happens here. Its exit status and output, as run_script's."""
+    argv, stdout, stderr = sys.argv, io.StringIO(), io.StringIO()
+    sys.argv = [script, *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(sys.argv, stop.value.code, stdout.getvalue(), stderr.getvalue())
 
 
 # `python -c KILLER args...` (env KILL_IN_SAVE=N): train.py in a child that SIGKILLs itself while checkpoint

@@ -12,7 +12,7 @@ import random
 
 import pytest
 import torch
-from conftest import ROOT, run_script, smollm2_layers, tiny_model_config
+from conftest import ROOT, smollm2_layers, stopped_in_process, tiny_model_config
 from numerics import assert_close_within
 from omegaconf import OmegaConf
 
@@ -184,9 +184,8 @@ def test_unknown_engine_is_one_clear_error():
         eval_settings(task, {"engine": "vllm"})
 
 
-@pytest.mark.slow
 def test_unknown_engine_on_the_command_line_exits_2_in_one_line(tmp_path):
     out = tmp_path / "scored"
-    proc = run_script("eval.py", "model=tiny", "task=synthetic", f"run_dir={out}", "eval.engine=vllm")
+    proc = stopped_in_process("eval.py", "model=tiny", "task=synthetic", f"run_dir={out}", "eval.engine=vllm")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["error: eval.engine=vllm: valid: prefill, hf"]
     assert not out.exists()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT, group_settings, run_script, tiny_model_config, tiny_settings
+from conftest import ROOT, group_settings, run_script, stopped_in_process, tiny_model_config, tiny_settings
 from omegaconf import OmegaConf
 
 from hira.adapters import apply, export_peft, merge
@@ -73,8 +73,7 @@ def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
     ([], "run_dir is required"),
     (["model=tiny"], "model= needs task="),
 ])
-@pytest.mark.slow
 def test_eval_needs_a_run_or_a_model_in_one_line(args, says):
-    proc = run_script("eval.py", *args)
+    proc = stopped_in_process("eval.py", *args)
     assert proc.returncode == 2 and says in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
