@@ -97,14 +97,15 @@ def stopped_in_process(script, *args) -> subprocess.CompletedProcess:
     """`python <script> args...` run in this process, for a command line its up-front checks refuse: they stop it
     before Hydra starts, so nothing else of the run happens here. Its exit status and output, as run_script's."""
     argv, stdout, stderr = sys.argv, io.StringIO(), io.StringIO()
-    sys.argv = [script, *map(str, args)]
+    command = [script, *map(str, args)]
+    sys.argv = list(command)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
                 pytest.raises(SystemExit) as stop:
             runpy.run_path(str(ROOT / script), run_name="__main__")
     finally:
         sys.argv = argv
-    return subprocess.CompletedProcess(sys.argv, stop.value.code, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess(command, stop.value.code, stdout.getvalue(), stderr.getvalue())
 
 
 # `python -c KILLER args...` (env KILL_IN_SAVE=N): train.py in a child that SIGKILLs itself while checkpoint
