@@ -10,6 +10,7 @@ from scipy.special import expit
 from scipy.stats import binomtest
 
 from hira.paper import paired
+from hira.run_dir import RunDir, setting_scores
 
 SUBSETS = 8
 
@@ -314,6 +315,11 @@ def checkout_first(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
+def best_entry(run_dir) -> dict:
+    """The best entry of the run's one scoring setting (scores.json format 2)."""
+    return setting_scores(RunDir(run_dir).read_scores())["best"]
+
+
 def compare_script(root, *args):
     from conftest import run_script
 
@@ -328,14 +334,14 @@ def test_compare_script_on_real_runs(tiny_runs, tmp_path, checkout_first):
                           "--json", out)
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(out.read_text())
-    subsets = json.loads((tiny_runs / "default_1" / "scores.json").read_text())["best"]["subsets"]
+    subsets = best_entry(tiny_runs / "default_1")["subsets"]
     assert set(figures) == {*subsets, "average"}
     assert all(figures[s]["n_questions"] == 4 and (figures[s]["seeds_a"], figures[s]["seeds_b"]) == (2, 2)
                for s in subsets)
     expected = {}
     for subset in subsets:  # the differences are the runs' own accuracies, from their scores.json
-        accuracy = {g: np.mean([json.loads((tiny_runs / f"{g}_{seed}" / "scores.json").read_text())["best"]
-                                ["subsets"][subset]["accuracy"] for seed in (1, 2)]) for g in TINY_GROUPS}
+        accuracy = {g: np.mean([best_entry(tiny_runs / f"{g}_{seed}")["subsets"][subset]["accuracy"]
+                                for seed in (1, 2)]) for g in TINY_GROUPS}
         expected[subset] = 100 * (accuracy["slow"] - accuracy["default"])
         assert figures[subset]["diff"] == pytest.approx(expected[subset])
     assert figures["average"]["diff"] == pytest.approx(np.mean(list(expected.values())))
@@ -359,7 +365,7 @@ def test_compare_refusals_on_real_runs(tiny_runs, tmp_path, capsys):
     assert "not named in --a/--b: train.warmup_steps;" in refused(root, "--a", "train.lr=1e-2", "--b", "train.lr=1e-9")
     shutil.rmtree(root / "slow_1")
     shutil.copytree(tiny_runs / "slow_1", root / "slow_1")
-    piqa = next((root / "slow_1" / "predictions").glob("*/piqa.jsonl"))
+    piqa = next((root / "slow_1" / "predictions").glob("*/*/piqa.jsonl"))  # predictions/<setting>/<checkpoint>/
     piqa.write_text(piqa.read_text().replace("Below is an instruction", "Above is an instruction", 1))
     assert "different questions in piqa" in refused(root, "--a", "train.lr=1e-2", "--b", "train.lr=1e-9")
     shutil.rmtree(root / "slow_1" / "predictions")
