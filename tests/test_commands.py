@@ -21,8 +21,9 @@ def entry_main(target: str):
 
 
 def test_each_command_is_a_main_in_the_package():
-    assert set(ENTRY_POINTS) == {"hira-make-tables", "hira-prepare-data", "hira-analyze-updates", "hira-count-params",
-                                 "hira-bench-adapters", "hira-bench-eval", "hira-gpu-check"}
+    assert set(ENTRY_POINTS) == {"hira-make-tables", "hira-compare", "hira-prepare-data", "hira-analyze-updates",
+                                 "hira-count-params", "hira-bench-adapters", "hira-bench-eval", "hira-gpu-check",
+                                 "hira-sweep-select"}
     for command, target in ENTRY_POINTS.items():
         module, name = entry_main(target)
         assert name == "main" and callable(module.main), command
@@ -38,7 +39,7 @@ def test_each_script_calls_one_command_and_edits_no_path(script):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["make_tables", "prepare_data"])
+@pytest.mark.parametrize("script", ["make_tables", "prepare_data", "compare"])
 def test_a_script_runs_from_the_command_line(script):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), "--help"], capture_output=True,
                           text=True, timeout=120)

@@ -2,18 +2,16 @@
 
 
 import pytest
-import yaml
-from conftest import ROOT, run_script
-
-pytestmark = pytest.mark.slow  # train.py in a subprocess
+from conftest import compose_config, run_script
+from omegaconf import OmegaConf
 
 PAPER = ["method=hira", "model=llama3_8b", "task=commonsense"]
 
 
 def test_paper_settings():
-    proc = run_script("train.py", *PAPER, "--cfg", "job", "--resolve")
-    assert proc.returncode == 0, proc.stderr
-    cfg = yaml.safe_load(proc.stdout)
+    """What `python train.py method=hira model=llama3_8b task=commonsense --cfg job --resolve` prints, composed
+    in-process."""
+    cfg = OmegaConf.to_container(compose_config(PAPER), resolve=True)
     assert cfg["method"]["name"] == "hira" and cfg["method"]["params"] == {"r": 32}
     assert cfg["method"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
     train = cfg["train"]
@@ -25,6 +23,7 @@ def test_paper_settings():
     assert cfg["run_dir"].startswith("outputs/commonsense/hira/llama3_8b/")
 
 
+@pytest.mark.slow  # train.py in a subprocess
 def test_missing_weights_fail_fast_with_one_line(tmp_path):
     proc = run_script("train.py", *PAPER, f"model.path={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run")
     assert proc.returncode == 2

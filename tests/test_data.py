@@ -17,7 +17,6 @@ from hira.data.tasks import load_task
 from hira.data.templates import alpaca_prompt
 from hira.data.tokenize import IGNORE_INDEX, encode_example, tokenized_splits
 from hira.evaluation.answers import extract_answer, is_correct
-from hira.models.tiny import build_tokenizer, tokenizer_texts
 
 FIXTURES = ROOT / "tests" / "fixtures"
 LLM_ADAPTERS = FIXTURES / "llm_adapters"
@@ -28,11 +27,6 @@ def task_cfg(name: str, **overrides):
     cfg = cfg.task if "task" in cfg else cfg
     cfg.merge_with(overrides)
     return cfg
-
-
-@pytest.fixture(scope="module")
-def tiny_tokenizer():
-    return build_tokenizer(tokenizer_texts(synthetic_world.World.build()))
 
 
 # --- commonsense --------------------------------------------------------------------------------------------

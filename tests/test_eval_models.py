@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT, TEST_TINY, data_folder, run_script
+from conftest import ROOT, group_settings, run_script, stopped_in_process, tiny_model_config, tiny_settings
 from omegaconf import OmegaConf
 
 from hira.adapters import apply, export_peft, merge
@@ -17,20 +17,12 @@ from hira.run_dir import setting_scores
 SUBSETS = ["boolq", "piqa"]
 
 
-def tiny_settings(workdir) -> list[str]:
-    return TEST_TINY + [f"model.cache_path={workdir / 'tiny'}", f"task.data_dir={data_folder(workdir / 'data')}",
-                        "task.synthetic.train_per_subset=60", "task.synthetic.test_per_subset=6"]
-
-
 @pytest.fixture(scope="module")
 def tiny_cfgs(workdir):
     """(model config, task config) of the session's tiny test model and synthetic data, as eval.py composes them."""
-    dotlist = [s.partition("model.")[2] for s in tiny_settings(workdir) if s.startswith("model.")]
-    model_cfg = OmegaConf.merge(OmegaConf.load(ROOT / "configs/model/tiny.yaml"), OmegaConf.from_dotlist(dotlist))
     task_cfg = OmegaConf.load(ROOT / "configs/task/synthetic.yaml").task
-    task_cfg.merge_with(OmegaConf.from_dotlist([s.partition("task.")[2] for s in tiny_settings(workdir)
-                                                if s.startswith("task.")]))
-    return model_cfg, task_cfg
+    task_cfg.merge_with(group_settings("task", tiny_settings(workdir)))
+    return tiny_model_config(workdir), task_cfg
 
 
 @pytest.mark.slow
@@ -86,8 +78,7 @@ def test_peft_adapter_folder_scores_like_our_adapted_model(tiny_cfgs, tmp_path):
     ([], "run_dir is required"),
     (["model=tiny"], "model= needs task="),
 ])
-@pytest.mark.slow
 def test_eval_needs_a_run_or_a_model_in_one_line(args, says):
-    proc = run_script("eval.py", *args)
+    proc = stopped_in_process("eval.py", *args)
     assert proc.returncode == 2 and says in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

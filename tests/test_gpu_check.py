@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from conftest import common_overrides
+from benchmarks import bench_adapters
 from benchmarks import gpu_check as entry  # --pack and --install, standard library only
-from benchmarks import gpu_sections  # the sections and their driver
+from benchmarks import gpu_correctness, gpu_runs, gpu_sections  # two sections' modules and the driver
 
 
 def cpu_main(tmp_path, *argv):
@@ -35,12 +36,12 @@ def test_correctness_speed_row_and_a_failing_section(tmp_path):
     for shape in correctness["shapes"]:
         assert set(shape["grads"]) == {"y", "dx", "dA", "dB"} and shape["ok"]
         for row in shape["grads"].values():  # bf16 rounding is there, and of bf16's size
-            assert 1e-4 < row["fused_rel_err"] < gpu_sections.MAX_REL_ERR
+            assert 1e-4 < row["fused_rel_err"] < gpu_correctness.MAX_REL_ERR
     assert correctness["merge"]["ok"] and correctness["merge"]["argmax_agreement"] == 1.0
 
     (shape, row), = results["linear"].items()
     methods = row["methods"]
-    assert shape == "48x40" and list(methods) == gpu_sections.bench.METHODS
+    assert shape == "48x40" and list(methods) == bench_adapters.METHODS
     assert methods["peft lora"]["x_lora_time"] == 1.0 and methods["peft hira"]["x_peft_hira_time"] == 1.0
     # exact on CPU (profiler bytes): the fused op keeps no out×in product for backward, full FT keeps Adam state
     assert methods["hira (ours, fused)"]["peak_mib"] < methods["hira (ours, unfused)"]["peak_mib"]
@@ -61,14 +62,14 @@ def test_correctness_fails_on_a_broken_op(monkeypatch):
         return adapted(weight, mask, A, B, rows) if len(calls) == 1 else weight[rows]
 
     monkeypatch.setattr(ops, "_adapted_rows", forward_right_backward_base_only)
-    shape = gpu_sections.check_shape(48, 40, dict(args.size, chunk_elems=None), "cpu")
+    shape = gpu_correctness.check_shape(48, 40, dict(args.size, chunk_elems=None), "cpu")
     assert not shape["ok"] and not shape["grads"]["dx"]["ok"]
     assert shape["grads"]["y"]["ok"] and shape["grads"]["dA"]["ok"] and shape["grads"]["dB"]["ok"]
 
 
 def test_zero3_runs_through_the_launcher_module():
     args = gpu_sections.parse_args(["--device", "cpu", "--small"])
-    cmd = gpu_sections.train_command(args, ["hardware=cpu_zero3"], zero3=True)
+    cmd = gpu_runs.train_command(args, ["hardware=cpu_zero3"], zero3=True)
     assert cmd[1:6] == ["-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port"]
     assert int(cmd[6]) > 0 and cmd[7:] == ["train.py", "hardware=cpu_zero3"]
 
@@ -110,10 +111,10 @@ def test_a_file_over_one_calls_limit_travels_in_parts(tmp_path):
 
 
 def test_smollm2_from_a_folder_or_its_wheel(tmp_path):
-    assert gpu_sections.model_overrides(None, tmp_path) == ["model=tiny"]
-    assert gpu_sections.model_overrides(str(tmp_path / "smol"), tmp_path) == [
+    assert gpu_runs.model_overrides(None, tmp_path) == ["model=tiny"]
+    assert gpu_runs.model_overrides(str(tmp_path / "smol"), tmp_path) == [
         "model=smollm2_135m", f"model.path={tmp_path / 'smol'}"]
-    assert gpu_sections.model_overrides(str(tmp_path / "w.whl"), tmp_path) == [
+    assert gpu_runs.model_overrides(str(tmp_path / "w.whl"), tmp_path) == [
         "model=smollm2_135m", f"model.gguf_wheel.wheel={tmp_path / 'w.whl'}",
         f"model.cache_path={tmp_path / 'smollm2-135m'}"]
 

@@ -5,8 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import ROOT, common_overrides
-from hydra import compose, initialize_config_dir
+from conftest import common_overrides, compose_config
 from safetensors.torch import load_file
 
 from hira.adapters import adapter_layers, all_methods, load_trainable_state_dict
@@ -44,8 +43,7 @@ def config(workdir, method):
     overrides += [f"method={method}", *PARAMS[method], f"run_dir={workdir / 'zoo' / method}", f"train.max_steps={STEPS}",
                   f"train.eval_steps={STEPS}", "train.warmup_steps=0", "task.val_size=8", "train.log_steps=1",
                   "evaluate_after_training=false"]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose_config(overrides)
 
 
 def seen_examples(cfg, tokenizer) -> dict:

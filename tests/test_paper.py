@@ -141,9 +141,11 @@ SWEEPS = {
     "fig6": {"method": "hira", "method.params.r": "2,4,8,16,24,28,30,32", "seed": "1"},
     "mini": {"seed": "1,2,3"},
     "real_mini": {"method": "lora,dora,hira", "seed": "1"},
+    "lr_sweep": {"sweep.lr_factor": "0.25,0.5,1,2,4"},  # the tuning grid (docs/tables.md), on whatever is given
 }
-TASKS = {"table2": "convai2", "table3": "metamath", "mini": "synthetic", "real_mini": "synthetic"}
-MODELS = {"mini": "tiny", "real_mini": "smollm2_135m"}
+TASKS = {"table2": "convai2", "table3": "metamath", "mini": "synthetic", "real_mini": "synthetic",
+         "lr_sweep": "synthetic"}
+MODELS = {"mini": "tiny", "real_mini": "smollm2_135m", "lr_sweep": "tiny"}
 
 
 def sweep_jobs(params: dict) -> list[list[str]]:
@@ -174,7 +176,7 @@ def test_experiment_config_composes_with_its_sweep(name):
         jobs = sweep_jobs(params)
         composed = [compose("train", overrides=[f"+experiment={name}", *job]) for job in jobs]
     n_jobs = {"table1": 70, "table1_controlled": 60, "table2": 15, "table3": 35, "table4": 2, "table5": 8,
-              "table6": 7, "table12": 2, "fig6": 8, "mini": 3 * len(all_methods()), "real_mini": 3}[name]
+              "table6": 7, "table12": 2, "fig6": 8, "mini": 3 * len(all_methods()), "real_mini": 3, "lr_sweep": 5}[name]
     assert len(jobs) == n_jobs
     for job_cfg in composed:
         assert job_cfg.experiment == name and job_cfg.task.name == TASKS.get(name, "commonsense")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, common_overrides
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, common_overrides, compose_config
 
 from hira import provenance
 from hira.data import tasks
@@ -65,8 +64,7 @@ def test_library_versions_and_device():
 
 
 def run_config(workdir, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", [*common_overrides(workdir), *overrides])
+    return compose_config([*common_overrides(workdir), *overrides])
 
 
 def test_the_data_files_are_the_files_a_run_reads(workdir, monkeypatch):

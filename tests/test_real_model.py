@@ -29,11 +29,6 @@ MODEL_CFG = smollm2_config()
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    return loading.load_base_model(MODEL_CFG)
-
-
-@pytest.fixture(scope="module")
 def tokenizer(smollm2):
     return smollm2[1]
 

@@ -15,16 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, smollm2_config
+from conftest import ROOT, smollm2_layers
 from numerics import (NOISE_MARGIN, adapter_forward_bound, assert_close_within, fp32_noise_floor, seeded,
                       unmerge_bound)
 from omegaconf import OmegaConf
 
 from hira.adapters import METHODS, adapter_layers, all_methods, apply, merge, merge_and_unload, on_step, unmerge
 from hira.adapters.params import method_params
-from hira.models import loading
 
-MODEL_CFG = smollm2_config()
 TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 SHAPES = {"q_proj": (576, 576), "k_proj": (192, 576), "v_proj": (192, 576), "up_proj": (1536, 576),
           "down_proj": (576, 1536)}  # (out, in) of each target in every layer
@@ -60,25 +58,23 @@ def method_targets(method: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    model, tokenizer = loading.load_base_model(MODEL_CFG)
-    model.model.layers = model.model.layers[:LAYERS]
-    model.config.num_hidden_layers = LAYERS
+def smollm2_cut(smollm2_folder):
+    model, tokenizer = smollm2_layers(list(range(LAYERS)))
     return model.eval(), tokenizer
 
 
 @pytest.fixture(scope="module")
-def base_out(smollm2, batch):
+def base_out(smollm2_cut, batch):
     """The base model's (loss, logits) on the batch: where every method but the prompt ones starts."""
     with torch.no_grad():
-        out = smollm2[0](**batch)
+        out = smollm2_cut[0](**batch)
     return out.loss.item(), out.logits
 
 
 @pytest.fixture(scope="module")
-def batch(smollm2):
+def batch(smollm2_cut):
     """Two real sentences, right-padded (pad = EOS), loss on every real token."""
-    _, tokenizer = smollm2
+    _, tokenizer = smollm2_cut
     enc = tokenizer(["Bees make honey from the nectar of flowers.", "Water boils at one hundred degrees."],
                     return_tensors="pt", padding=True)
     assert enc["input_ids"].shape[1] <= 32
@@ -124,8 +120,8 @@ def test_every_quick_setting_is_a_method():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", all_methods())
-def test_trains_on_real_model_and_freezes_the_base(smollm2, batch, base_out, method):
-    base, _ = smollm2
+def test_trains_on_real_model_and_freezes_the_base(smollm2_cut, batch, base_out, method):
+    base, _ = smollm2_cut
     model = adapted(base, method)
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     assert trainable
@@ -162,8 +158,8 @@ def perturb(model, scale: float, switch: bool = False) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_merge_equals_unmerged_and_unmerge_restores_w0(smollm2, batch, base_out, method):
-    base, _ = smollm2
+def test_merge_equals_unmerged_and_unmerge_restores_w0(smollm2_cut, batch, base_out, method):
+    base, _ = smollm2_cut
     model = adapted(base, method).eval()
     perturb(model, PERTURB.get(method, 1e-2))
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
@@ -185,8 +181,8 @@ def test_merge_equals_unmerged_and_unmerge_restores_w0(smollm2, batch, base_out,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_delta_weight_has_each_layers_shape_and_is_what_the_forward_adds(smollm2, method):
-    base, _ = smollm2
+def test_delta_weight_has_each_layers_shape_and_is_what_the_forward_adds(smollm2_cut, method):
+    base, _ = smollm2_cut
     block = apply(copy.deepcopy(base.model.layers[0]), method, TARGETS, **config_params(method))  # one real layer
     perturb(block, DELTA_PERTURB.get(method, 0.1), switch=True)  # LoRA-Dash: SVD directions of non-square W0 too
     x = torch.randn(3, 1536, generator=seeded(5))

@@ -116,14 +116,6 @@ def test_format_is_documented_and_tabled(name):
         "hira/paper/numbers.yaml: the paper's numbers of its table"
 
 
-@pytest.fixture(scope="module")
-def tiny_tokenizer():
-    from hira.data import synthetic_world
-    from hira.models import tiny
-
-    return tiny.build_tokenizer(tiny.tokenizer_texts(synthetic_world.World.build()))
-
-
 def written_texts(folder) -> list[str]:
     """The prompt and answer texts of the prepared JSON files under folder (not metadata such as MetaMath's type)."""
     texts = []

@@ -20,6 +20,7 @@ OLD_IGNORED_KEYS = (
     "train.eval_batch_size", "train.gradient_checkpointing", "hardware", "evaluate_after_training", "eval_limit",
     "method.lr", "method.demo_lr", "model.lr_key", "task.epochs", "model.cache_path", "method.fused",
     "method.fused_chunk_elems", "model.hub_id",
+    "sweep",  # joined with the sweeps' options (how a sweep runs its cells), before the schema marked the keys
 )
 
 

@@ -4,16 +4,14 @@ import json
 import logging
 
 import pytest
-from conftest import ROOT, common_overrides, run_script
-from hydra import compose, initialize_config_dir
+from conftest import common_overrides, compose_config, run_script, stopped_in_process
 
 from hira.errors import UserError, report_user_errors
 from hira.training import checkpoint
 
 
 def config(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", list(overrides))
+    return compose_config(overrides)
 
 
 def one_error_line(proc) -> str:
@@ -62,12 +60,12 @@ def test_test_records_are_parsed_once_per_unchanged_file(tmp_path):
     assert len(load_task(task).tests["piqa"]) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # writes the synthetic task's files
 def test_broken_test_file_stops_train_py_before_the_model_is_built(broken_piqa, tmp_path):
     data_dir, piqa = broken_piqa
     run_dir, model_dir = tmp_path / "run", tmp_path / "tiny_not_built"
-    proc = run_script("train.py", *common_overrides(tmp_path), f"task.data_dir={data_dir}", f"model.cache_path={model_dir}",
-               f"run_dir={run_dir}")
+    proc = stopped_in_process("train.py", *common_overrides(tmp_path), f"task.data_dir={data_dir}",
+                              f"model.cache_path={model_dir}", f"run_dir={run_dir}")
     line = one_error_line(proc)
     assert line.startswith(f"error: {piqa}: invalid JSON at line ")
     assert not model_dir.exists() and not run_dir.exists()  # failed in seconds: no model built, no run folder
@@ -75,22 +73,21 @@ def test_broken_test_file_stops_train_py_before_the_model_is_built(broken_piqa, 
 
 # --- 2, 3. eval.py's run_dir, checked before Hydra ------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_eval_without_run_dir_is_one_line():
-    proc = run_script("eval.py")
+    proc = stopped_in_process("eval.py")
     assert one_error_line(proc) == ("error: run_dir is required: python eval.py run_dir=<a folder made by train.py> "
                                     "[checkpoints=best|all|step_N], or model=<name> task=<name> to score a model no run made")
     assert proc.stdout == ""
 
 
-@pytest.mark.slow
 def test_eval_of_a_mistyped_run_dir_creates_no_folder(tmp_path):
     typo = tmp_path / "outputs" / "tpyo"
-    assert "does not exist; point run_dir at a folder made by train.py" in one_error_line(run_script("eval.py", f"run_dir={typo}"))
+    line = one_error_line(stopped_in_process("eval.py", f"run_dir={typo}"))
+    assert "does not exist; point run_dir at a folder made by train.py" in line
     assert not (tmp_path / "outputs").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "has no config.yaml" in one_error_line(run_script("eval.py", f"run_dir={empty}", "checkpoints=all"))
+    assert "has no config.yaml" in one_error_line(stopped_in_process("eval.py", f"run_dir={empty}", "checkpoints=all"))
     assert list(empty.iterdir()) == []  # no eval_logs/
 
 
@@ -109,10 +106,9 @@ def test_eval_args_checked_before_hydra(tmp_path):
 
 # --- 4, 6. a run that fails its checks leaves no folder; a later error goes into train.log ----------------------------
 
-@pytest.mark.slow
 def test_missing_model_path_is_one_line_and_creates_no_folder(tmp_path):
     run_dir = tmp_path / "run"
-    line = one_error_line(run_script("train.py", "model.path=/nonexistent", f"run_dir={run_dir}"))
+    line = one_error_line(stopped_in_process("train.py", "model.path=/nonexistent", f"run_dir={run_dir}"))
     assert "model.path=/nonexistent" in line and not run_dir.exists()
 
 

@@ -172,3 +172,15 @@ def dotted_keys(tree: dict, prefix: str = ""):
         else:
             yield key
 
+
+
+def check_launcher_config(config_name: str, args: list[str], check) -> None:
+    """Under -m, check(cfg.hydra.launcher) on the composed config (the first sweep sample): a launcher that cannot
+    start is one line before any cell runs. A launcher (hydra/launcher=...) that does not exist fails to compose."""
+    if not any(arg in MULTIRUN_FLAGS for arg in args) or any(arg in HELP_FLAGS for arg in args):
+        return
+    if any(arg.startswith("-") and arg not in MULTIRUN_FLAGS for arg in args):
+        return
+    overrides = [arg for arg in args if arg not in MULTIRUN_FLAGS]
+    first = sweep_samples(overrides)[0]
+    check(compose_with_hydra(config_name, first).hydra.launcher)

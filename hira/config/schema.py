@@ -37,6 +37,7 @@ def key(*, ge=None, gt=None, le=None, lt=None, check=None, neutral=None, repeat=
 # The choices that code elsewhere acts on: each is named once, here.
 LOSS_ON = ("response", "full")             # which tokens the loss covers (hira/data/tokenize.py)
 ON_NONFINITE = ("stop", "skip")            # a NaN/inf step (hira/training/guard.py)
+SWEEP_RERUN = ("missing", "all")           # what a rerun of a sweep redoes (hira/paper/sweep.py)
 RESUME = ("auto", "strict", False)         # resume=auto | strict | false (hira/training/checkpoint.py)
 LOGGERS = ("none", "wandb")                # where metrics go besides metrics.jsonl (hira/training/runlog.py)
 WANDB_MODES = ("offline", "online", "disabled")
@@ -166,6 +167,14 @@ class Wandb:
 
 
 @dataclass
+class Sweep:
+    """Sweep options (under -m, hira/paper/sweep.py): removed from the config before training, never settings."""
+    rerun: Literal[SWEEP_RERUN] = key()
+    lr_factor: Any = key()             # +experiment=lr_sweep: a number > 0 or `chosen` (hira.paper.lr_sweep)
+    tuning_dir: Optional[str] = key()  # +experiment=lr_sweep: where the first stage's runs are
+
+
+@dataclass
 class TrainConfig:
     """configs/train.yaml with its groups. The groups come first: a bad method.lr is named there, not at the
     train.lr that reads it."""
@@ -186,6 +195,7 @@ class TrainConfig:
     wandb: Wandb = key(neutral="where metrics are sent besides metrics.jsonl")
     evaluate_after_training: bool = key(neutral="whether the run scored itself at the end")
     eval_limit: Optional[int] = key(ge=1, neutral="how many questions it scored then: scores.json says")
+    sweep: Optional[Sweep] = key(neutral="how a sweep runs its cells (reruns, the lr factor applied to train.lr, kept)")
 
 
 # --- configs/eval.yaml ------------------------------------------------------------------------------------------------

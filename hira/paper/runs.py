@@ -74,6 +74,8 @@ class Run:
     scores: dict = field(default_factory=dict)   # column -> value on the paper's 0-100 scale ({} if not scored)
     subsets: tuple = ()                          # the test subsets scored
     scoring: str = "generate"                    # how the best checkpoint was scored: generate | loglik
+    scoring_id: str | None = None                # the scoring setting read (scores.json and predictions/ key)
+    best_checkpoint: str | None = None           # the checkpoint (or model) its best entry names
     peak_memory_gb: float | None = None         # the run's, over every process that trained it
     train_time_s: float | None = None           # summed over those processes
     settings: dict = field(default_factory=dict)  # the fingerprint: dotted key -> value (see the module's doc)
@@ -193,6 +195,7 @@ def read_run(run: RunDir, cfg: DictConfig, scoring: str | None = None) -> Run:
                seed=None if seed is None else int(seed), hardware=OmegaConf.select(cfg, "hardware.name", default="-"),
                experiment=cfg.get("experiment"), loss_on=cfg.task.get("loss_on") or "response",
                scores=scores, subsets=subsets, scoring=best.get("mode", "generate"),
+               scoring_id=best.get("scoring"), best_checkpoint=best.get("checkpoint"),
                peak_memory_gb=end[-1].get("peak_memory_gb") if end else None,
                train_time_s=end[-1].get("train_time_s") if end else None,
                settings=run_settings(cfg, best), synthetic=is_synthetic(cfg.task),

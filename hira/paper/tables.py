@@ -21,6 +21,8 @@ import yaml
 from hira.adapters import all_methods
 from hira.data import formats
 from hira.errors import UserError
+from hira.paper.lr_sweep import TuningRun, choose, chosen_runs, tuning_runs
+from hira.paper.compare import block_against_reference
 from hira.paper.runs import N_QUESTIONS, Run, Skipped, find_runs
 
 NUMBERS_FILE = Path(__file__).with_name("numbers.yaml")
@@ -269,6 +271,7 @@ class Section:
     heading: str
     note: str
     rows: list
+    comparison: list = field(default_factory=list)  # Markdown lines of --compare's block (hira/paper/compare.py)
 
 
 @dataclass
@@ -438,6 +441,7 @@ def to_markdown(table: Table) -> str:
         for row in section.rows:
             lines.append("| " + " | ".join(c.replace("|", r"\|") for c in row_cells(table, row)) + " |")
         lines.append("")
+        lines += section.comparison
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -506,6 +510,31 @@ def plot_rank_sweep(runs: list[Run], out_file: Path) -> Path | None:
     return out_file
 
 
+# --- the learning-rate tuning (+experiment=lr_sweep; hira/paper/lr_sweep.py) ------------------------------------
+
+def tuning_section(runs: list[Run]) -> tuple[list[Run], str]:
+    """The runs the main tables use (a tuned method's at its chosen rate only) and the tuning table's Markdown
+    ("" when no run is part of an lr sweep)."""
+    tuning = tuning_runs(runs)
+    if not tuning:
+        return runs, ""
+    chosen = choose(tuning)
+    kept = chosen_runs(runs, chosen)
+    return kept, tuning_markdown(tuning, chosen, len(runs) - len(kept))
+
+
+def tuning_markdown(tuning: list[TuningRun], chosen: dict, left_out: int) -> str:
+    """Validation loss per method and rate at the first seed, the chosen rate marked; what the main tables used."""
+    lines = ["\n## Learning-rate tuning (+experiment=lr_sweep)\n",
+             "Each method's rate: the lowest best validation loss of its runs at its first seed (never a test score). "
+             f"The tables above use only the chosen rate's runs ({left_out} run(s) at other rates left out).\n",
+             "| method | seed | × default lr | lr | best val loss | chosen |", "|---|---|---|---|---|---|"]
+    for t in tuning:
+        mark = "✓" if chosen[t.group] == t else ""
+        lines.append(f"| {t.method} | {t.seed} | {t.factor:g} | {t.lr:.3g} | {t.val_loss:.4f} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
 def left_out_lines(repeats: list[Repeat], skipped: list[Skipped]) -> list[str]:
     """One line per repeated seed, then one per folder that is not a finished run."""
     return [f"repeated: {r.line()}" for r in repeats] + [f"skipped {s.path}: {s.reason}" for s in skipped]
@@ -528,12 +557,30 @@ class Report:
         return "\n".join([self.tables, "wrote " + ", ".join(str(p) for p in self.written), *self.left_out])
 
 
+def group_label(table: Table, row: Row) -> str:
+    """A group as its table row names it: method, r, its label columns and its setting (hira r32 lr 1e-09)."""
+    labels = label_cells(row, table.label_keys)[2:-2]
+    named = [f"{LABELS[key]} {value}" for key, value in zip(table.label_keys, labels)]
+    return " ".join(x for x in (row.method, row.params, *named, row.setting) if x)
+
+
+def add_comparisons(tables: list[Table], reference: dict) -> None:
+    """--compare: under each section of the accuracy tables, every group against the reference group."""
+    for table in tables:
+        if table.name == "table12" or not table_format(table.name).scorer.extracts:  # accuracy tables only
+            continue
+        for section in table.sections:
+            groups = [(group_label(table, row), row.runs) for row in section.rows if row.kind == OURS]
+            section.comparison = block_against_reference(groups, reference)
+
+
 def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = False, strict: bool = False,
-                scoring: str | None = None) -> Report:
+                scoring: str | None = None, compare: dict | None = None) -> Report:
     """Collect the runs under root, write tables.md / tables.tex (and Figure 6 when there is a rank sweep) into
     out_dir (default: root). strict: any folder that is not a finished run is an error (nothing is written).
     scoring: the scoring setting or mode whose scores are shown (default: each run's own). No finished run at all
-    is an error too: there would be no table to write."""
+    is an error too: there would be no table to write. compare: {key: value} of the reference group each
+    section's groups are compared with (hira-compare's test)."""
     root = Path(root)
     runs, skipped = find_runs(root, scoring)
     if not runs:
@@ -544,10 +591,14 @@ def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = Fals
         first = skipped[0]
         raise UserError(f"--strict: {len(skipped)} folder(s) under {root} hold a config.yaml but are not finished "
                         f"runs, e.g. {first.path}: {first.reason}")
+    runs, tuning = tuning_section(runs)
     tables, repeats = build_tables(runs, paper_grid=paper_grid)
+    if compare:
+        add_comparisons(tables, compare)
     text = f"# Results from {len(runs)} runs under {root}\n\n" + "\n".join(to_markdown(t) for t in tables)
     if not tables:
         text += f"no table shows these runs (none is scored on a task of the paper's tables)\n"
+    text += tuning
     out_dir = Path(out_dir or root)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(text, left_out_lines(repeats, skipped), [out_dir / "tables.md", out_dir / "tables.tex"])
