@@ -62,19 +62,21 @@ def validator(section) -> tuple[TypeAdapter, dict]:
     return adapter, adapter.json_schema()
 
 
-def at(node: dict, defs: dict, part=None) -> dict:
-    """The JSON schema of `node` (a reference followed, null left out), or of its key or list item `part`."""
-    node = defs.get(node.get("$ref", "").rpartition("/")[2], node)
+def followed(node: dict, defs: dict) -> dict:
+    """A JSON schema node with its reference followed."""
+    return defs.get(node.get("$ref", "").rpartition("/")[2], node)
+
+
+def inner(node: dict, defs: dict) -> dict:
+    """A section's or list's JSON schema node, its reference followed and null left out (Optional[X] -> X)."""
+    node = followed(node, defs)
     options = [o for o in node.get("anyOf", [node]) if o.get("type") != "null"]
-    node = defs.get(options[0].get("$ref", "").rpartition("/")[2], options[0]) if len(options) == 1 else node
-    if part is None:
-        return node
-    return node["items"] if isinstance(part, int) else node.get("properties", {}).get(part, {})
+    return followed(options[0], defs) if len(options) == 1 else node
 
 
 def describe(node: dict, defs: dict) -> str:
     """What is valid for a key, as an error message says it, from its JSON schema."""
-    node = defs.get(node.get("$ref", "").rpartition("/")[2], node)
+    node = followed(node, defs)
     if "anyOf" in node:
         options = [describe(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
         return " or ".join(options + ["null"] * (len(options) < len(node["anyOf"])))
@@ -99,9 +101,9 @@ def one_line(error: dict, top: dict, prefix: str) -> str:
     """pydantic's error as the project's line: the key, the value given and what is valid."""
     defs, key = top.get("$defs", {}), dotted(error["loc"], prefix)
     parent = node = top
-    for part in error["loc"]:
-        parent = at(node, defs)
-        node = at(parent, defs, part)
+    for part in error["loc"]:  # the key's schema, and its section's
+        parent = inner(node, defs)
+        node = parent["items"] if isinstance(part, int) else parent.get("properties", {}).get(part, {})
     if error["type"] in UNKNOWN:
         name, section = str(error["loc"][-1]), dotted(error["loc"][:-1], prefix)
         declared = list(parent.get("properties", {}))
