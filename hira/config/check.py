@@ -112,8 +112,8 @@ def one_line(error: dict, top: dict, prefix: str) -> str:
         return f"{key}: unknown key; {hint}valid keys{' of ' + section if section else ''}: {', '.join(declared)}"
     if error["type"] == "missing":
         return f"{key} is missing; valid: {describe(node, defs)}"
-    if error["type"] == "value_check":  # schema.checked: the check says what is valid
-        return f"{key}={show(error['input'])}: {error['msg']}"
+    if isinstance(error.get("ctx", {}).get("error"), schema.ValueProblem):  # the check says what is valid
+        return f"{key}={show(error['input'])}: {error['ctx']['error']}"
     return f"{key}={show(error['input'])}: valid: {describe(node, defs)}"
 
 

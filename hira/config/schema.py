@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.dataclasses import dataclass
-from pydantic_core import PydanticCustomError
 
 from hira.adapters import all_methods
 from hira.adapters.base import check_params
@@ -47,12 +46,16 @@ def key(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, neut
                                                         "repeat": repeat})
 
 
+class ValueProblem(ValueError):
+    """What a value's own check found wrong, with what is valid: the error line says it after `key=value: `."""
+
+
 def checked(check):
     """A value's own check (hira/config/values.py: fn(value) -> problem or None), run after its type's."""
     def run(value):
         problem = check(value)
         if problem:
-            raise PydanticCustomError("value_check", "{problem}", {"problem": problem})
+            raise ValueProblem(problem)
         return value
     return AfterValidator(run)
 
