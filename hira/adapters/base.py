@@ -14,7 +14,8 @@ function with `register_model_method` instead: it receives the whole model and r
 
 A method's parameters are declared once, by its constructor's (or model-level function's) typed signature after
 the layer (or the model and target modules); arguments its `layer_kwargs` computes are listed in `computed_args`.
-`apply` checks the parameters it is given against that declaration before it touches the model.
+`params_model` derives the method's pydantic model from that signature; `apply`, and the config's check
+(hira/config/schema.py Method), validate the parameters against it before anything touches the model.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from torch import nn
 
 from hira.errors import UserError
@@ -166,18 +168,12 @@ def type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def fits_type(value, annotation) -> bool:
-    """Whether a config value has the declared type; an int is a valid float, a bool is no number."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return any(fits_type(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation in (int, float):
-        numbers = (int,) if annotation is int else (int, float)
-        return isinstance(value, numbers) and not isinstance(value, bool)
-    if isinstance(annotation, type):
-        return isinstance(value, annotation)
-    return True  # an annotation this check cannot read: the method's own checks decide
+def params_model(method: str) -> type[BaseModel]:
+    """The method's parameters as a pydantic model derived from its signature (declared_params): strict types (an
+    int is a valid float, a bool is no number), no undeclared key, the required ones required."""
+    fields = {name: (p.annotation, ... if p.default is p.empty else p.default)
+              for name, p in declared_params(method).items()}
+    return create_model(f"{method}_params", __config__=ConfigDict(extra="forbid", strict=True), **fields)
 
 
 def valid_keys(declared: dict[str, inspect.Parameter]) -> str:
@@ -186,26 +182,39 @@ def valid_keys(declared: dict[str, inspect.Parameter]) -> str:
     return ", ".join(keys) or "none (this method takes no parameters)"
 
 
-def check_param(method: str, name: str, value, declared: dict[str, inspect.Parameter]) -> None:
-    """One line naming the method, the config key, the value and what is valid, for an unknown key or a wrong type."""
+def param_errors(method: str, params: dict) -> list[dict]:
+    """pydantic's errors for the given parameters, an unknown key first (a typo also leaves its key missing)."""
+    try:
+        params_model(method).model_validate(params)
+    except ValidationError as e:
+        return sorted(e.errors(), key=lambda error: {"extra_forbidden": 0, "missing": 2}.get(error["type"], 1))
+    return []
+
+
+def param_error(method: str, error: dict, params: dict, declared: dict[str, inspect.Parameter]) -> AdapterConfigError:
+    """One line naming the method, the config key, the value and what is valid."""
+    name = str(error["loc"][0])
     if name not in declared:
-        problem = f"unknown key {config_key(name)}={value!r}"
-    elif not fits_type(value, declared[name].annotation):
-        problem = f"{config_key(name)}={value!r} is not of type {type_name(declared[name].annotation)}"
+        problem = f"unknown key {config_key(name)}={params[name]!r}"
+    elif error["type"] == "missing":
+        problem = f"{config_key(name)} is required"
     else:
-        return
-    raise AdapterConfigError(f"method={method}: {problem}; valid keys: {valid_keys(declared)}")
+        problem = f"{config_key(name)}={params[name]!r} is not of type {type_name(declared[name].annotation)}"
+    return AdapterConfigError(f"method={method}: {problem}; valid keys: {valid_keys(declared)}")
+
+
+def check_param(method: str, name: str, value, declared: dict[str, inspect.Parameter]) -> None:
+    """One parameter alone (the others may be given elsewhere): unknown, or not of its declared type."""
+    errors = [error for error in param_errors(method, {name: value}) if error["type"] != "missing"]
+    if errors:
+        raise param_error(method, errors[0], {name: value}, declared)
 
 
 def check_params(method: str, params: dict) -> None:
     """Every given parameter declared by `method` and of its type, and every required one given."""
-    declared = declared_params(method)
-    for name, value in params.items():
-        check_param(method, name, value, declared)
-    missing = [name for name, p in declared.items() if p.default is p.empty and name not in params]
-    if missing:
-        raise AdapterConfigError(f"method={method}: {config_key(missing[0])} is required; "
-                                 f"valid keys: {valid_keys(declared)}")
+    errors = param_errors(method, params)
+    if errors:
+        raise param_error(method, errors[0], params, declared_params(method))
 
 
 def apply(model: nn.Module, method: str, target_modules, **params) -> nn.Module:

@@ -8,8 +8,9 @@ from hira.adapters.base import OP_OPTIONS, apply
 
 
 def method_params(method_cfg) -> dict:
-    """method.params as a plain dict ({} for methods without any)."""
-    return OmegaConf.to_container(method_cfg.params, resolve=True) if method_cfg.get("params") else {}
+    """method.params as a plain dict ({} for methods without any); method_cfg a config or a plain mapping."""
+    params = method_cfg.get("params") or {}
+    return OmegaConf.to_container(params, resolve=True) if OmegaConf.is_config(params) else dict(params)
 
 
 def method_arguments(method_cfg) -> dict:

@@ -8,27 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib.util
+import json
 import os
-import types
 import typing
 import warnings
 from pathlib import Path
-from typing import Any, Literal
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from pydantic import Field, TypeAdapter, ValidationError, create_model
+from pydantic.dataclasses import is_pydantic_dataclass
 
 from hira.checkout import CHECKOUT
 from hira.config import schema
 from hira.errors import UserError
 
 PROJECT = CHECKOUT
-ABSENT = object()  # a key the config does not have (valid for Optional keys)
 
 
-# --- one value against its declared type -----------------------------------------------------------------------------
+# --- a section against its pydantic dataclass: pydantic's first error as one line -------------------------------------
 
 def show(value) -> str:
     """A value as it is typed on the command line."""
@@ -45,121 +46,98 @@ def show(value) -> str:
     return str(value)
 
 
-def optional_of(annotation) -> tuple[Any, bool]:
-    """(the annotation without None, whether null is valid)."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
-    return annotation, False
+TYPES = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string"}
+BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")  # a key the section does not declare
 
 
-def bounds_text(bounds: dict) -> str:
-    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-    return " and ".join(f"{signs[name]} {bound}" for name, bound in bounds.items())
+@functools.cache
+def validator(section) -> tuple[TypeAdapter, dict]:
+    """pydantic's validator of `section` and its JSON schema (what an error message says is valid)."""
+    if not is_pydantic_dataclass(section):  # a format's synthetic settings: a plain dataclass, ranges in `bounds`
+        hints = typing.get_type_hints(section)
+        section = create_model(section.__name__, __config__=schema.CONFIG, **{
+            f.name: (hints[f.name], Field(**f.metadata.get("bounds", {}))) for f in dataclasses.fields(section)})
+    adapter = TypeAdapter(section)
+    return adapter, adapter.json_schema()
 
 
-def describe(annotation, bounds: dict | None = None) -> str:
-    """What is valid for a key, as an error message says it."""
-    base, nullable = optional_of(annotation)
-    origin = typing.get_origin(base)
-    if origin is Literal:
-        text = ", ".join(show(c) for c in typing.get_args(base))
-    elif origin is list:
-        text = f"a list of {describe(typing.get_args(base)[0], bounds)}"
-        bounds = None
-    elif origin is dict or base is Any:
-        text = "a mapping"
-    elif dataclasses.is_dataclass(base):
-        text = f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(base))}"
-    else:
-        text = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(base, str(base))
-    if bounds:
-        text += " " + bounds_text(bounds)
-    return text + (" or null" if nullable else "")
+def followed(node: dict, defs: dict) -> dict:
+    """A JSON schema node with its reference followed."""
+    return defs.get(node.get("$ref", "").rpartition("/")[2], node)
 
 
-def fits_scalar(value, base) -> bool:
-    if base in (int, float):  # an int is a valid float; a bool is no number
-        return isinstance(value, (int,) if base is int else (int, float)) and not isinstance(value, bool)
-    return isinstance(value, base)
+def inner(node: dict, defs: dict) -> dict:
+    """A section's or list's JSON schema node, its reference followed and null left out (Optional[X] -> X)."""
+    node = followed(node, defs)
+    options = [o for o in node.get("anyOf", [node]) if o.get("type") != "null"]
+    return followed(options[0], defs) if len(options) == 1 else node
 
 
-def within(value, bounds: dict) -> bool:
-    tests = {"ge": value >= bounds.get("ge", value), "gt": "gt" not in bounds or value > bounds["gt"],
-             "le": value <= bounds.get("le", value), "lt": "lt" not in bounds or value < bounds["lt"]}
-    return all(tests.values())
+def describe(node: dict, defs: dict) -> str:
+    """What is valid for a key, as an error message says it, from its JSON schema."""
+    node = followed(node, defs)
+    if "anyOf" in node:
+        options = [describe(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
+        return " or ".join(options + ["null"] * (len(options) < len(node["anyOf"])))
+    if "enum" in node or "const" in node:
+        return ", ".join(show(choice) for choice in node.get("enum", [node.get("const")]))
+    if node.get("type") == "array":
+        return f"a list of {describe(node['items'], defs)}"
+    if node.get("type") == "object":
+        return f"a mapping with keys {', '.join(node['properties'])}" if "properties" in node else "a mapping"
+    bounds = " and ".join(f"{sign} {node[name]}" for name, sign in BOUNDS.items() if name in node)
+    return " ".join(filter(None, [TYPES.get(node.get("type"), "a value"), bounds]))
 
 
-def invalid(key: str, value, valid: str) -> UserError:
-    return UserError(f"{key}={show(value)}: valid: {valid}")
+def dotted(loc: tuple, prefix: str) -> str:
+    key = prefix
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
 
 
-def check_value(value, annotation, metadata: dict, key: str) -> None:
-    base, nullable = optional_of(annotation)
-    bounds = metadata.get("bounds") or {}
-    if base is Any:  # typed elsewhere: a method's parameters by its signature
-        return
-    if value is ABSENT or value is None:
-        if nullable:
-            return
-        if value is ABSENT:
-            raise UserError(f"{key} is missing; valid: {describe(annotation, bounds)}")
-        raise invalid(key, value, describe(annotation, bounds))
-    origin = typing.get_origin(base)
-    if dataclasses.is_dataclass(base):
-        if not isinstance(value, DictConfig):
-            raise invalid(key, value, describe(base))
-        check_section(value, base, key)
-    elif origin is Literal:
-        if not any(type(value) is type(c) and value == c for c in typing.get_args(base)):
-            raise invalid(key, value, describe(annotation))
-    elif origin is list:
-        if not isinstance(value, (ListConfig, list)):
-            raise invalid(key, value, describe(annotation, bounds))
-        for i in range(len(value)):
-            check_value(read(value, i, key), typing.get_args(base)[0], {"bounds": bounds}, f"{key}[{i}]")
-    elif origin is dict:
-        if not isinstance(value, DictConfig):
-            raise invalid(key, value, describe(annotation))
-        item_type = typing.get_args(base)[1]
-        for name in value:
-            check_value(read(value, name, key), item_type, {}, f"{key}.{name}")
-    else:
-        if not fits_scalar(value, base) or (bounds and not within(value, bounds)):
-            raise invalid(key, value, describe(annotation, bounds))
-    check = metadata.get("check")
-    problem = check(value) if check else None
-    if problem:
-        raise UserError(f"{key}={show(value)}: {problem}")
+def one_line(error: dict, top: dict, prefix: str) -> str:
+    """pydantic's error as the project's line: the key, the value given and what is valid."""
+    defs, key = top.get("$defs", {}), dotted(error["loc"], prefix)
+    parent = node = top
+    for part in error["loc"]:  # the key's schema, and its section's
+        parent = inner(node, defs)
+        node = parent["items"] if isinstance(part, int) else parent.get("properties", {}).get(part, {})
+    if error["type"] in UNKNOWN:
+        name, section = str(error["loc"][-1]), dotted(error["loc"][:-1], prefix)
+        declared = list(parent.get("properties", {}))
+        close = difflib.get_close_matches(name, declared, n=1)
+        hint = f"did you mean {section + '.' if section else ''}{close[0]}? " if close else ""
+        return f"{key}: unknown key; {hint}valid keys{' of ' + section if section else ''}: {', '.join(declared)}"
+    if error["type"] == "missing":
+        return f"{key} is missing; valid: {describe(node, defs)}"
+    if isinstance(error.get("ctx", {}).get("error"), schema.ValueProblem):  # the check says what is valid
+        return f"{key}={show(error['input'])}: {error['ctx']['error']}"
+    return f"{key}={show(error['input'])}: valid: {describe(node, defs)}"
 
 
-def read(node, name, prefix: str):
-    """node[name], resolved; ABSENT when the key is not there; an interpolation that fails is one line."""
-    key = f"{prefix}[{name}]" if isinstance(name, int) else (f"{prefix}.{name}" if prefix else name)
-    if isinstance(node, DictConfig) and name not in node:
-        return ABSENT
+def resolved(node, prefix: str):
+    """The config as plain data; an interpolation that fails is one line naming its key."""
     try:
-        return node[name]
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
     except OmegaConfBaseException as e:
-        raw = node._get_node(name)._value()
-        reason = str(e).splitlines()[0]
-        raise UserError(f"{key}={raw} cannot be resolved: {reason}") from e
+        raw = OmegaConf.to_container(node, resolve=False)
+        for part in str(e.full_key).split("."):
+            raw = raw.get(part) if isinstance(raw, dict) else None  # a list item's interpolation: shown as None
+        raise UserError(f"{dotted((e.full_key,), prefix)}={raw} cannot be resolved: {str(e).splitlines()[0]}") from e
 
 
-def check_section(node: DictConfig, section, prefix: str = "") -> None:
-    """Every key of node declared by the dataclass `section`, and every declared key's value valid."""
-    declared = {f.name: f for f in dataclasses.fields(section)}
-    hints = typing.get_type_hints(section)
-    for name in node:
-        if name not in declared:
-            key = f"{prefix}.{name}" if prefix else name
-            close = difflib.get_close_matches(str(name), declared, n=1)
-            hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}? " if close else ""
-            raise UserError(f"{key}: unknown key; {hint}valid keys{' of ' + prefix if prefix else ''}: "
-                            f"{', '.join(declared)}")
-    for name, f in declared.items():
-        key = f"{prefix}.{name}" if prefix else name
-        check_value(read(node, name, prefix), hints[name], f.metadata, key)
+def check_section(node, section, prefix: str = "") -> None:
+    """`node` (a config or its part at `prefix`) against the dataclass `section` (hira/config/schema.py): every key
+    declared, every value of its type and range, the section's rules between keys; else one UserError line. JSON
+    mode: strict types, and a section's value is a mapping, as in the yaml."""
+    adapter, top = validator(section)
+    try:
+        adapter.validate_json(json.dumps(resolved(node, prefix), default=str))
+    except ValidationError as e:
+        first = min(e.errors(), key=lambda error: error["type"] not in UNKNOWN)  # a typo's key before its missing one
+        raise UserError(one_line(first, top, prefix)) from None
 
 
 # --- rules that span keys ---------------------------------------------------------------------------------------------
@@ -180,25 +158,9 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def check_method_params(method_cfg) -> None:
-    """The method's parameters (and op options) against its constructor's typed signature."""
-    from hira.adapters.base import check_params
-    from hira.adapters.params import method_arguments
-
-    check_params(method_cfg.name, method_arguments(method_cfg))
-
-
-def check_tiny(tiny) -> None:
-    if tiny.hidden_size % tiny.num_heads:
-        raise UserError(f"model.tiny.hidden_size={tiny.hidden_size} is not divisible by model.tiny.num_heads="
-                        f"{tiny.num_heads}; valid: a hidden size that is a multiple of the number of heads")
-
-
 def check_model(model_cfg) -> None:
     from hira.models.loading import check_model_path
 
-    if model_cfg.get("tiny") is not None:
-        check_tiny(model_cfg.tiny)
     check_model_path(model_cfg)  # a typed model.path must hold a model; only cache_path is ever built into
 
 
@@ -241,7 +203,6 @@ def check_train_config(cfg) -> None:
     """train.py's composed config: the schema, then the rules between keys. Raises a one-line UserError."""
     check_section(cfg, schema.TrainConfig)
     check_logger(cfg.logger)
-    check_method_params(cfg.method)
     check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world_size())
     check_model(cfg.model)  # a missing 8B folder is named before the data it would train on
     check_task(cfg.task)

@@ -1,4 +1,4 @@
-"""Checks of one config value beyond its type and range (schema.py's `key(check=...)`).
+"""Checks of one config value beyond its type and range (schema.py's `checked(...)`, run by pydantic after the type).
 
 Each returns None for a valid value, else what is wrong and what is valid; the caller puts `key=value: ` before it.
 """

@@ -132,11 +132,12 @@ def sweep_lr(cfg: DictConfig) -> float:
     """The rate a cell trains at: train.lr (the method's default) × sweep.lr_factor, or with
     sweep.lr_factor=chosen the first stage's choice for the cell's group; train.lr itself outside an lr sweep."""
     factor = OmegaConf.select(cfg, "sweep.lr_factor")
-    if factor is None:
-        return float(cfg.train.lr)
     if factor == CHOSEN:
         return chosen_lr(cfg, OmegaConf.select(cfg, "sweep.tuning_dir"))
-    return float(cfg.train.lr) * float(factor)
+    lr = cfg.train.lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):  # the check phase names it; here it must not crash
+        raise UserError(f"train.lr={lr}: valid: a number > 0 (e.g. 1e-3)")
+    return lr if factor is None else lr * float(factor)
 
 
 def check_lr_factor(cfg: DictConfig) -> None:
