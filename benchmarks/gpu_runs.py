@@ -84,7 +84,7 @@ def real_run(args, timeout_s: float) -> dict:
     run_train(train_command(args, overrides), args.workdir / "run_hira.log", timeout_s)
     from omegaconf import OmegaConf
 
-    from hira.evaluation.evaluator import format_table
+    from hira.evaluation.console import format_table
 
     end = events(run_dir, "end")[-1]
     cfg = OmegaConf.load(RunDir(run_dir).config)

@@ -9,6 +9,7 @@ import pytest
 from scipy.special import expit
 from scipy.stats import binomtest
 
+from hira.data import formats
 from hira.paper import paired
 from hira.run_dir import RunDir, setting_scores
 
@@ -383,3 +384,18 @@ def test_make_tables_compare_script_on_real_runs(tiny_runs, tmp_path, checkout_f
     assert "Paired comparison with the reference hira r4 lr 1e-09 (train.lr=1e-09)" in text
     assert "| hira r4 lr 0.01 |" in text
     assert snapshot(tiny_runs) == before
+
+
+def test_compare_blocks_go_under_accuracy_tables_only(monkeypatch):
+    """A table whose format's scorer extracts no answer (ConvAI2's dialogue metrics) has no per-question outcomes
+    to pair: --compare adds its block under the accuracy tables only."""
+    from hira.paper import tables
+
+    monkeypatch.setattr(tables, "block_against_reference", lambda groups, reference: ["compared"])
+    monkeypatch.setattr(tables, "group_label", lambda table, row: row.method)
+    made = [tables.Table(fmt.table, fmt.title, list(fmt.columns),
+                         [tables.Section("h", "", [tables.Row(tables.OURS, "hira", "r32")])], [])
+            for fmt in formats.FORMATS.values()]
+    tables.add_comparisons(made, {"method.name": "lora"})
+    compared = {table.name: table.sections[0].comparison for table in made}
+    assert compared == {"table1": ["compared"], "table3": ["compared"], "table2": []}

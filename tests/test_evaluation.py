@@ -6,15 +6,18 @@ import threading
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, RobertaConfig, RobertaModel
 
 from hira.data.templates import alpaca_prompt
 from hira.errors import UserError
 from hira.evaluation import evaluator
-from hira.evaluation.evaluator import format_table, score_by_loglik, score_generations, watch_checkpoints
+from hira.evaluation.console import format_table
+from hira.evaluation.evaluator import score_by_loglik, score_generations, watch_checkpoints
 from hira.evaluation.generation import completion_logliks, generate
-from hira.evaluation.metrics import BertScoreConfig, accuracy_summary, dialogue_metrics
+from hira.scoring import metrics
+from hira.scoring.metrics import BertScoreConfig, accuracy_summary, dialogue_metrics
 
 WORDS = "the cat sat on mat dog ran a hello how are you i am fine what is your name my".split()
 
@@ -75,6 +78,23 @@ def test_table_has_ci_and_table1_row():
     assert values.split() == ["75.00", "50.00", "62.50"]
 
 
+
+def test_subset_lines_follow_the_table1_row_order():
+    scores = {s: accuracy_summary([True, False], 0) for s in ("winogrande", "boolq", "arc_e", "arc_c")}
+    lines = format_table(scores).splitlines()
+    subsets = [line.split()[0] for line in lines[1:5]]
+    assert subsets == ["boolq", "arc_c", "arc_e", "winogrande"]
+    assert lines[-2].split()[-5:] == ["BoolQ", "ARC-c", "ARC-e", "WinoG", "Avg."]
+
+
+def test_a_loglik_scoring_names_no_beams(capsys):
+    task = OmegaConf.create({"num_beams": 4, "max_new_tokens": 32})
+    scores = {"boolq": accuracy_summary([True, False], 0)}
+    evaluator.print_scores("run", "step_2", scores, evaluator.eval_settings(task, {"mode": "loglik"}))
+    evaluator.print_scores("run", "step_2", scores, evaluator.eval_settings(task, {}))
+    loglik, generate = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run [")]
+    assert loglik == "run [step_2] loglik" and generate == "run [step_2] generate_b4_t32"
+
 # --- ConvAI2 metrics -----------------------------------------------------------------------------------------
 
 def test_dialogue_metrics_hand_computed(tmp_path):
@@ -115,7 +135,7 @@ def test_bertscore_runs_on_a_local_model_folder(tmp_path):
     # identical sentences: every token's best match is itself (cosine 1), so P = R = F1 = 100
     assert scores["bert_p"] == pytest.approx(100) and scores["bert_r"] == pytest.approx(100)
     assert scores["bert_f1"] == pytest.approx(100) and messages == []
-    assert scores["average"] == pytest.approx(sum(scores[k] for k in evaluator.DIALOGUE_METRICS) / 6)
+    assert scores["average"] == pytest.approx(sum(scores[k] for k in metrics.DIALOGUE_METRICS) / 6)
     other, _ = dialogue_metrics(["my name is cat"], ["what is your dog"], BertScoreConfig(str(tmp_path), 1),
                                 NoSynonyms())
     assert other["bert_f1"] < 100

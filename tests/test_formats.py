@@ -11,8 +11,9 @@ import yaml
 from test_tables import write_run
 
 from hira.data import formats
-from hira.data.formats.base import KINDS, SCORERS, Preparer, TaskFormat
-from hira.evaluation import answers, evaluator
+from hira.data.formats.base import KINDS, Preparer, TaskFormat
+from hira.evaluation import answers, console, evaluator
+from hira.scoring.scorers import Scorer
 from hira.paper import tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,16 +29,14 @@ def test_every_format_is_complete(name):
     assert len(set(fmt.subsets)) == len(fmt.subsets)
     assert set(fmt.aliases.values()) <= set(fmt.subsets), "an alias names a subset the format does not have"
     assert fmt.train_file and fmt.folder
-    assert fmt.scorer in SCORERS
-    if fmt.scorer == "choice":
-        assert set(fmt.labels) == set(fmt.subsets), "a choice format needs the answer labels of every subset"
+    assert isinstance(fmt.scorer, Scorer) and fmt.scorer.name
+    if fmt.scorer.loglik:
+        assert set(fmt.scorer.labels) == set(fmt.subsets), "a choice format needs the answer labels of every subset"
         assert all(labels and all(isinstance(label, str) and label for label in labels)
-                   for labels in fmt.labels.values())
-    else:
-        assert not fmt.labels
+                   for labels in fmt.scorer.labels.values())
     assert fmt.table and fmt.columns
     assert all(isinstance(key, str) and isinstance(header, str) and header for key, header in fmt.columns)
-    if fmt.scorer != "dialogue":  # accuracy formats: one column per subset
+    if fmt.scorer.extracts:  # accuracy formats: one column per subset
         assert set(fmt.subsets) <= {key for key, _ in fmt.columns}
     assert fmt.preparers and all(isinstance(p, Preparer) and callable(p.run) and p.command and p.src
                                  for p in fmt.preparers)
@@ -116,15 +115,15 @@ def test_a_format_table_is_found(tmp_path):
 
 def test_the_readers_follow_the_registry():
     # What the evaluator and the tables used to keep in their own tables, now the formats'.
-    assert list(evaluator.TABLE1) == [k for k, _ in formats.FORMATS["commonsense"].columns if k != "average"]
+    assert list(console.TABLE1) == [k for k, _ in formats.FORMATS["commonsense"].columns if k != "average"]
     assert answers.extract_answer("social_i_qa", "the correct answer is answer3") == "answer3"
     assert answers.is_correct("gsm8k", "18", "18.0")
     for fmt in formats.FORMATS.values():
         assert tables.COLUMNS[fmt.table] == list(fmt.columns)
         for subset in fmt.subsets:
-            assert evaluator.subset_kind(subset) == fmt.scorer
+            assert evaluator.subset_scorer(subset) is fmt.scorer
         for alias in fmt.aliases:
-            assert evaluator.subset_kind(alias) == fmt.scorer
+            assert evaluator.subset_scorer(alias) is fmt.scorer
 
 
 def test_a_new_format_is_one_registry_entry(monkeypatch, tmp_path):
@@ -134,7 +133,7 @@ def test_a_new_format_is_one_registry_entry(monkeypatch, tmp_path):
                               aliases={"ToyMath": "toy_math"}, table="table99", title="Table 99: toy math",
                               columns=(("toy_math", "Toy"),))
     monkeypatch.setitem(formats.FORMATS, "toy", toy)
-    assert evaluator.subset_kind("ToyMath") == "number"
+    assert evaluator.subset_scorer("ToyMath").name == "number"
     fresh = importlib.reload(tables)  # the tables read the registry when imported, as they would a real entry
     try:
         write_run(tmp_path / "toy_run", ["task.format=toy"], subsets=["toy_math"], accuracy=0.25, n=40)

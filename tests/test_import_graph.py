@@ -18,7 +18,7 @@ PACKAGES = ("hira", "benchmarks")
 LAYERS = {
     "hira": 0, "hira.errors": 0, "hira.files": 0, "hira.distributed": 0, "hira.run_dir": 0, "hira.cli": 0,
     "hira.checkout": 0, "hira.provenance": 0,
-    "hira.adapters": 1, "hira.data": 1, "hira.models": 1,
+    "hira.adapters": 1, "hira.data": 1, "hira.models": 1, "hira.scoring": 1,
     "hira.config": 2, "hira.training": 2, "hira.evaluation": 2,
     "hira.paper": 3,
     "hira.commands": 4,

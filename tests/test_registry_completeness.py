@@ -7,6 +7,7 @@ the lists below are the pieces that cannot be derived and must be written by han
 """
 
 import ast
+import dataclasses
 import json
 import re
 
@@ -21,6 +22,8 @@ from omegaconf import OmegaConf
 from hira.adapters import METHODS, all_methods
 from hira.adapters.export import exportable_methods
 from hira.data import formats
+from hira.evaluation import answers, console, evaluator
+from hira.scoring.scorers import Scorer
 
 # method -> the test that checks it against an independent definition (peft, or its formula written out).
 # prompt_tuning, p_tuning and full are peft's or torch's own code: training on the real model is their check.
@@ -135,3 +138,45 @@ def test_the_tiny_tokenizer_knows_every_word_of_the_synthetic_stand_in(name, tin
     assert texts
     unknown = [text for text in texts if tiny_tokenizer.unk_token_id in tiny_tokenizer(text)["input_ids"]]
     assert not unknown, f"{name}'s stand-in writes words the tiny tokenizer lacks, e.g. in {unknown[0]!r}"
+
+
+class LastWordScorer(Scorer):
+    """A kind of scoring no registered format has: the response's last word, judged case-insensitively."""
+
+    name = "last_word"
+
+    def extract(self, subset, text):
+        words = text.split()
+        return words[-1].strip(".").lower() if words else None
+
+    def is_correct(self, prediction, gold):
+        return prediction is not None and prediction == gold.lower()
+
+
+def test_a_format_with_its_own_scorer_is_scored_by_its_module_and_registry_entry_alone(monkeypatch, tmp_path):
+    """What a new format's module defines (its TaskFormat with a new scorer) plus its registry entry is all the
+    evaluator, the answer extraction and the console table need: nothing else is edited, only the model's
+    generation is faked."""
+    toy = dataclasses.replace(formats.FORMATS["gsm8k"], name="toy", subsets=("toy_words",),
+                              aliases={"ToyWords": "toy_words"}, scorer=LastWordScorer(), table="table99",
+                              title="Table 99: toy words", columns=(("toy_words", "Toy"),))
+    monkeypatch.setitem(formats.FORMATS, "toy", toy)
+    assert answers.extract_answer("ToyWords", "it is a Cat.") == "cat"
+    assert answers.is_correct("toy_words", "cat", "CAT")
+
+    def fake_generate(model, tokenizer, prompts, *args, on_batch=None, **kwargs):
+        outputs = ["it is a Cat.", "a dog", ""][: len(prompts)]
+        on_batch(list(range(len(prompts))), outputs)
+        return outputs
+
+    monkeypatch.setattr(evaluator, "generate", fake_generate)
+    records = [{"instruction": f"q{i}", "input": "", "output": "", "answer": gold}
+               for i, gold in enumerate(["cat", "cow", "x"])]
+    eval_cfg = evaluator.eval_settings(OmegaConf.create({"num_beams": 1, "max_new_tokens": 8}), {})
+    scores = evaluator.score_model(None, None, {"toy_words": records}, eval_cfg, tmp_path)
+    summary = scores["toy_words"]
+    assert summary["accuracy"] == pytest.approx(1 / 3) and summary["parse_failures"] == 1 and summary["n"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "toy_words.jsonl").read_text().splitlines()]
+    assert [(r["prediction"], r["correct"]) for r in rows] == [("cat", True), ("dog", False), (None, False)]
+    table = console.format_table(scores)
+    assert table.splitlines()[1].startswith("toy_words") and "33.33%" in table and "Table 1 row" not in table

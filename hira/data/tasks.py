@@ -30,14 +30,16 @@ class TaskData:
     train_file: Path | None = None  # the file train/val came from (keys the tokenization cache)
 
 
-def task_format(task_cfg) -> str:
-    fmt = task_cfg.get("format", UNNAMED)  # run configs written before task.format existed
-    get_format(fmt)  # names the valid ones
-    return fmt
+def format_name(task_cfg) -> str:
+    """task.format, checked against the registry (the error names the valid ones)."""
+    name = task_cfg.get("format", UNNAMED)  # run configs written before task.format existed
+    get_format(name)
+    return name
 
 
 def format_of(task_cfg) -> TaskFormat:
-    return FORMATS[task_format(task_cfg)]
+    """The registered TaskFormat task.format names."""
+    return FORMATS[format_name(task_cfg)]
 
 
 def ensure_synthetic_files(task_cfg) -> None:
@@ -52,7 +54,7 @@ def ensure_synthetic_files(task_cfg) -> None:
 
 
 def synthetic_stamp(task_cfg) -> dict:
-    return {"world_version": WORLD_VERSION, "format": task_format(task_cfg),
+    return {"world_version": WORLD_VERSION, "format": format_name(task_cfg),
             "synthetic": OmegaConf.to_container(task_cfg.synthetic)}
 
 
@@ -64,7 +66,7 @@ def prepare_hint(task_cfg, kind: str = "train") -> str:
 
 
 def load_task(task_cfg, with_tests: bool = True) -> TaskData:
-    task_format(task_cfg)  # an unknown format is refused before any file is read
+    format_name(task_cfg)  # an unknown format is refused before any file is read
     if task_cfg.get("synthetic"):
         ensure_synthetic_files(task_cfg)
     train_file = training_file(task_cfg)
@@ -83,7 +85,7 @@ def training_file(task_cfg) -> Path:
 
 def subset_files(task_cfg) -> dict[str, Path]:
     """Each test subset's file, under the subset's canonical name."""
-    fmt = FORMATS[task_format(task_cfg)]
+    fmt = format_of(task_cfg)
     return {fmt.canonical_subset(s): fmt.test_file(Path(task_cfg.data_dir), fmt.canonical_subset(s))
             for s in task_cfg.test_subsets}
 

@@ -24,61 +24,42 @@ from hira.data import formats
 from hira.data.tasks import load_task
 from hira.files import read_json, write_json_atomic
 from hira.errors import UserError
-from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
+from hira.evaluation.console import format_table
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
 from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, launched_ranks, rank_device
 from hira.evaluation.progress import Appender, check_settings, cut_short, finish_subset, kept_outputs
-from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
+from hira.scoring.metrics import BertScoreConfig, mean_accuracy
 from hira.run_dir import RunDir, own_scoring, scoring_id, scoring_setting
 from hira.training.checkpoint import MANIFEST_FILE, list_checkpoints, load_adapter, select_checkpoints, verify
 
 log = logging.getLogger(__name__)
 
-# The paper's Table 1 column order (its format's columns in the registry, less the average).
-TABLE1 = {key: header for fmt in formats.FORMATS.values() if fmt.table == "table1"
-          for key, header in fmt.columns if key != "average"}
 
-
-def subset_kind(subset: str) -> str:
-    """How a test subset is scored, its format's scorer: "choice" (commonsense), "number" (gsm8k) or
-    "dialogue" (convai2)."""
+def subset_scorer(subset: str):
+    """The scorer of a test subset's format (hira/scoring/scorers.py): how its answers are read, judged and
+    summarised."""
     fmt = formats.subset_format(subset)
     if fmt is None:
         raise UserError(f"no scoring rule for test subset {subset!r}; valid: {', '.join(formats.all_subsets())}")
     return fmt.scorer
 
 
-def score_answers(subset: str, records: list[dict], predictions: list, generations: list[str], prompts: list[str]):
-    """(per-example rows, accuracy summary) for a subset scored by its extracted or chosen answers."""
-    rows = [{"prompt": prompt, "generation": gen, "prediction": pred, "gold": rec["answer"],
-             "correct": is_correct(subset, pred, rec["answer"])}
-            for rec, pred, gen, prompt in zip(records, predictions, generations, prompts)]
-    summary = accuracy_summary([r["correct"] for r in rows], sum(r["prediction"] is None for r in rows))
-    return rows, summary
-
-
 def score_generations(subset: str, records: list[dict], generations: list[str], prompts: list[str],
                       bert_cfg: BertScoreConfig | None = None):
-    """(per-example rows, summary) for one test subset decoded by generation."""
-    if subset_kind(subset) == "dialogue":
-        scores, messages = dialogue_metrics(generations, [r["answer"] for r in records], bert_cfg or BertScoreConfig())
-        for message in messages:
-            print(f"warning: {message}")
-        rows = [{"prompt": p, "generation": g, "gold": r["answer"]} for r, g, p in zip(records, generations, prompts)]
-        return rows, {**scores, "n": len(rows), "messages": messages}
-    predictions = [extract_answer(subset, gen) for gen in generations]
-    return score_answers(subset, records, predictions, generations, prompts)
+    """(per-example rows, summary) for one test subset decoded by generation, by its format's scorer."""
+    return subset_scorer(subset).score(formats.canonical_subset(subset), records, generations, prompts, bert_cfg)
 
 
 def loglik_predictions(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int,
                        engine: str = "prefill", on_batch=None) -> list[str]:
     """Per question, the offered answer whose response has the highest log-likelihood (no parse failures);
     on_batch(indices, chosen answers) after each batch."""
-    if subset_kind(subset) != "choice":
+    scorer = subset_scorer(subset)
+    if not scorer.loglik:
         raise UserError(f"mode=loglik scores multiple-choice subsets only, not {subset!r}; use mode=generate")
-    options = [offered_labels(subset, rec) for rec in records]
-    completions = [[answer_completion(rec, label) for label in labels] for rec, labels in zip(records, options)]
+    options = [scorer.options(formats.canonical_subset(subset), rec) for rec in records]
+    completions = [[scorer.completion(rec, label) for label in labels] for rec, labels in zip(records, options)]
 
     def chosen(scores, labels) -> str:
         return max(zip(scores, labels))[1]
@@ -93,8 +74,9 @@ def loglik_predictions(model, tokenizer, subset: str, records: list[dict], promp
 
 def score_predictions(subset: str, records: list[dict], predictions: list[str], prompts: list[str]):
     """(rows, summary) of options chosen by log-likelihood; the generation column holds the chosen response."""
-    generations = [answer_completion(rec, pred) for rec, pred in zip(records, predictions)]
-    return score_answers(subset, records, predictions, generations, prompts)
+    scorer = subset_scorer(subset)
+    generations = [scorer.completion(rec, pred) for rec, pred in zip(records, predictions)]
+    return scorer.score_answers(records, predictions, generations, prompts)
 
 
 def score_by_loglik(model, tokenizer, subset: str, records: list[dict], prompts: list[str], batch_size: int,
@@ -102,38 +84,6 @@ def score_by_loglik(model, tokenizer, subset: str, records: list[dict], prompts:
     """(rows, summary) of a multiple-choice subset scored by its most likely offered answers."""
     predictions = loglik_predictions(model, tokenizer, subset, records, prompts, batch_size, engine)
     return score_predictions(subset, records, predictions, prompts)
-
-
-def format_table(scores: dict) -> str:
-    """Accuracy subsets with CI, parse failures and n; the paper's Table 1 row; dialogue metrics (Table 2)."""
-    lines = []
-    accuracy = {s: v for s, v in scores.items() if "accuracy" in v}
-    if accuracy:
-        lines.append(f"{'subset':<12} {'accuracy':>9} {'95% CI (Wilson)':>17} {'parse fail':>10} {'n':>6}")
-        for subset, s in accuracy.items():
-            low, high = s["ci95"]
-            lines.append(f"{subset:<12} {100 * s['accuracy']:>8.2f}% {f'[{100 * low:.1f}, {100 * high:.1f}]':>17} "
-                         f"{s['parse_failures']:>10d} {s['n']:>6d}")
-        lines.append(f"{'average':<12} {100 * mean_accuracy(scores):>8.2f}%")
-        in_table1 = [s for s in TABLE1 if s in accuracy]
-        if in_table1:
-            lines.append("Table 1 row: " + " ".join(f"{TABLE1[s]:>6}" for s in in_table1) + f" {'Avg.':>6}")
-            lines.append("             " + " ".join(f"{100 * accuracy[s]['accuracy']:>6.2f}" for s in in_table1)
-                         + f" {100 * mean_accuracy({s: accuracy[s] for s in in_table1}):>6.2f}")
-    for subset, s in scores.items():
-        if "accuracy" not in s:
-            names = [*DIALOGUE_METRICS, "average"]
-            lines.append(f"{subset} (n={s['n']}): " + " ".join(f"{name} {fmt(s[name])}" for name in names))
-    return "\n".join(lines)
-
-
-def fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def mean_accuracy(scores: dict) -> float | None:
-    accuracies = [s["accuracy"] for s in scores.values() if "accuracy" in s]
-    return sum(accuracies) / len(accuracies) if accuracies else None
 
 
 def checkpoint_average(scores: dict) -> float | None:
@@ -306,7 +256,7 @@ def select_tests(task_cfg, eval_cfg) -> dict:
     if eval_cfg.limit:
         tests = {s: recs[: eval_cfg.limit] for s, recs in tests.items()}
     for subset in tests:
-        subset_kind(subset)  # fail before any decoding on a subset we cannot score
+        subset_scorer(subset)  # fail before any decoding on a subset we cannot score
     return tests
 
 

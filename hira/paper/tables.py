@@ -567,7 +567,7 @@ def group_label(table: Table, row: Row) -> str:
 def add_comparisons(tables: list[Table], reference: dict) -> None:
     """--compare: under each section of the accuracy tables, every group against the reference group."""
     for table in tables:
-        if table.name == "table12" or table_format(table.name).scorer == "dialogue":
+        if table.name == "table12" or not table_format(table.name).scorer.extracts:  # accuracy tables only
             continue
         for section in table.sections:
             groups = [(group_label(table, row), row.runs) for row in section.rows if row.kind == OURS]

@@ -1,8 +1,8 @@
 """What a task format is: everything the pipeline knows about one kind of task, in one object.
 
 A format names its test subsets (and their other names), its files in the prepared layout, the prepare
-commands that write them, the synthetic stand-in, how its answers are scored and which columns of the paper's
-tables it fills. The formats are registered in hira/data/formats/__init__.py.
+commands that write them, the synthetic stand-in, its scorer (hira/scoring/scorers.py: how its answers are
+read, judged, summarised and printed) and which columns of the paper's tables it fills. The formats are registered in hira/data/formats/__init__.py.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Callable
 
 from hira.data import layout
 from hira.data.records import DataError
+from hira.scoring.scorers import Scorer
 
 PREPARE_COMMAND = "python scripts/prepare_data.py"
-SCORERS = ("choice", "number", "dialogue")  # a label among the offered ones | a number | dialogue metrics
 KINDS = ("train", "test")  # the files a prepare command writes
 
 
@@ -54,12 +54,11 @@ class TaskFormat:
     preparers: tuple  # Preparer, ...: together they write the training file and every test subset
     write_synthetic: Callable  # (data_dir, task.synthetic) -> None: the CPU stand-in, in the real files' layout
     synthetic_settings: type  # the dataclass declaring task.synthetic's keys, their types and ranges
-    scorer: str  # one of SCORERS
+    scorer: Scorer  # how its answers are read, judged, summarised and printed (hira/scoring/scorers.py)
     table: str  # the paper's table its scores fill
     title: str  # that table's title
     columns: tuple  # ((score key, header), ...) of that table, in the paper's order
     aliases: dict = field(default_factory=dict)  # another name of a subset (a download's folder) -> canonical
-    labels: dict = field(default_factory=dict)  # choice subsets: subset -> its answer labels
 
     @property
     def folders(self) -> dict:

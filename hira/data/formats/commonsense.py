@@ -10,6 +10,7 @@ from hira.data import layout, synthetic_world
 from hira.data.formats.base import Preparer, TaskFormat, count
 from hira.data.records import DataError, load_records
 from hira.files import write_json_atomic
+from hira.scoring.scorers import ChoiceScorer
 
 NAME = "commonsense"
 SUBSETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
@@ -90,6 +91,6 @@ def write_synthetic(data_dir: Path, syn) -> None:
 FORMAT = TaskFormat(
     name=NAME, subsets=SUBSETS, aliases=ALIASES, train_file=TRAIN_FILE, folder=NAME,
     preparers=(Preparer(NAME, prepare_commonsense, "<LLM-Adapters folder with ft-training_set/ and dataset/>"),),
-    write_synthetic=write_synthetic, synthetic_settings=SyntheticPerSubset, scorer="choice", labels=LABELS, table="table1",
-    title="Table 1: commonsense reasoning accuracy (%)", columns=COLUMNS,
+    write_synthetic=write_synthetic, synthetic_settings=SyntheticPerSubset, scorer=ChoiceScorer(LABELS),
+    table="table1", title="Table 1: commonsense reasoning accuracy (%)", columns=COLUMNS,
 )

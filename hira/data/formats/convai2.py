@@ -8,6 +8,7 @@ from pathlib import Path
 from hira.data import layout, parlai_reader, synthetic_math_dialogue
 from hira.data.formats.base import Preparer, SyntheticSizes, TaskFormat
 from hira.files import write_json_atomic
+from hira.scoring.scorers import DialogueScorer
 
 NAME = "convai2"
 SUBSETS = ("convai2",)
@@ -42,6 +43,6 @@ def write_synthetic(data_dir: Path, syn) -> None:
 FORMAT = TaskFormat(
     name=NAME, subsets=SUBSETS, train_file=TRAIN_FILE, folder=NAME,
     preparers=(Preparer(NAME, prepare_convai2, "<ParlAI ConvAI2 folder with *_self_original.txt>"),),
-    write_synthetic=write_synthetic, synthetic_settings=SyntheticSizes, scorer="dialogue", table="table2",
+    write_synthetic=write_synthetic, synthetic_settings=SyntheticSizes, scorer=DialogueScorer(), table="table2",
     title="Table 2: ConvAI2 dialogue generation", columns=COLUMNS,
 )

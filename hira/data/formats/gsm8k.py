@@ -12,6 +12,7 @@ from pathlib import Path
 from hira.data import layout, metamath_reader, synthetic_math_dialogue
 from hira.data.formats.base import Preparer, SyntheticSizes, TaskFormat
 from hira.files import write_json_atomic
+from hira.scoring.scorers import NumberScorer
 
 NAME = "gsm8k"
 TRAINING_DATA = "metamath"  # the task configs', data folder's and training prepare command's name
@@ -46,6 +47,7 @@ FORMAT = TaskFormat(
     name=NAME, subsets=SUBSETS, train_file=TRAIN_FILE, folder=TRAINING_DATA,
     preparers=(Preparer(TRAINING_DATA, prepare_metamath, "MetaMathQA-395K.json", writes=("train",)),
                Preparer(NAME, prepare_gsm8k, "<gsm8k test.json or test.jsonl>", writes=("test",))),
-    write_synthetic=write_synthetic, synthetic_settings=SyntheticSizes, scorer="number", table="table3", title="Table 3: GSM8K accuracy (%)",
+    write_synthetic=write_synthetic, synthetic_settings=SyntheticSizes, scorer=NumberScorer(), table="table3",
+    title="Table 3: GSM8K accuracy (%)",
     columns=(("gsm8k", "GSM8K"),),
 )

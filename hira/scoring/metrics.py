@@ -25,6 +25,12 @@ def accuracy_summary(correct: list[bool], parse_failures: int) -> dict:
             "n": n}
 
 
+def mean_accuracy(scores: dict) -> float | None:
+    """The macro-average accuracy of the subsets scored by accuracy ({subset: summary}), None if there are none."""
+    accuracies = [s["accuracy"] for s in scores.values() if "accuracy" in s]
+    return sum(accuracies) / len(accuracies) if accuracies else None
+
+
 def bleu(predictions: list[str], references: list[str]) -> float:
     """Corpus BLEU (sacrebleu defaults: 13a tokenisation, 4-grams)."""
     import sacrebleu
