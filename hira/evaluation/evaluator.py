@@ -29,6 +29,7 @@ from hira.evaluation.generation import answer_logliks, generate, prompts_for
 from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, launched_ranks, rank_device
 from hira.evaluation.progress import Appender, check_settings, cut_short, finish_subset, kept_outputs
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
+from hira.evaluation.result import write_result
 from hira.models.loading import load_adapted_model
 from hira.run_dir import RunDir, own_scoring, scoring_id, scoring_setting
 from hira.training.checkpoint import MANIFEST_FILE, list_checkpoints, load_adapter, select_checkpoints, verify
@@ -289,7 +290,8 @@ def eval_settings(task_cfg, overrides: dict):
     """The settings of configs/eval.yaml (their one home) with `overrides`; null beams and tokens: the task's."""
     defaults = OmegaConf.load(CONFIG_DIR / "eval.yaml")
     eval_cfg = OmegaConf.create({**{k: defaults[k] for k in EVAL_KEYS}, "mode": defaults.eval.mode,
-                                 "engine": defaults.eval.engine, "bertscore": defaults.eval.bertscore})
+                                 "engine": defaults.eval.engine, "bertscore": defaults.eval.bertscore,
+                                 "forgetting_text": defaults.eval.forgetting_text})
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
     eval_cfg.num_beams = eval_cfg.num_beams or task_cfg.num_beams
     eval_cfg.max_new_tokens = eval_cfg.max_new_tokens or task_cfg.max_new_tokens
@@ -357,7 +359,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
 
     Returns scores.json's content (hira/run_dir.py): every setting's {"scored": {name: entry}, "best": ...}.
     """
-    run_dir = Path(run_dir)
+    run_dir, started = Path(run_dir), time.perf_counter()
     run = RunDir(run_dir)
     wait_for_config(run.config, watch, poll_s, watch_timeout_s)
     run_cfg = OmegaConf.load(run.config)
@@ -392,6 +394,9 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     else:
         for ckpt in chosen:
             score(ckpt)
+    if block.get("best"):  # the result record (result.json) of what is now scored
+        write_result(run_dir, run_cfg, scoring_id(setting_of(eval_cfg)), eval_cfg.forgetting_text,
+                     time.perf_counter() - started, device)
     return all_scores
 
 
