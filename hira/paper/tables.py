@@ -521,15 +521,16 @@ def plot_rank_sweep(runs: list[Run], out_file: Path) -> Path | None:
     return out_file
 
 
-def left_out_lines(repeats: list[Repeat], skipped: list[Skipped], runs: list[Run] = ()) -> list[str]:
-    """One line per repeated seed, one per folder that is not a finished run, then one naming the older run
-    folders that have no result record (read from scores.json and metrics.jsonl as before)."""
-    lines = [f"repeated: {r.line()}" for r in repeats] + [f"skipped {s.path}: {s.reason}" for s in skipped]
+def left_out_lines(repeats: list[Repeat], skipped: list[Skipped]) -> list[str]:
+    """One line per repeated seed, then one per folder that is not a finished run."""
+    return [f"repeated: {r.line()}" for r in repeats] + [f"skipped {s.path}: {s.reason}" for s in skipped]
+
+
+def without_record_lines(runs: list[Run]) -> list[str]:
+    """One line naming the run folders without a result record (older ones, read as before), or none."""
     older = [str(r.path) for r in runs if not r.has_record]
-    if older:
-        lines.append(f"no result.json in {len(older)} run folder(s), read from scores.json and metrics.jsonl: "
-                     + ", ".join(older))
-    return lines
+    return [f"no result.json in {len(older)} run folder(s), read from scores.json and metrics.jsonl: "
+            + ", ".join(older)] if older else []
 
 
 @dataclass
@@ -537,16 +538,19 @@ class Report:
     tables: str          # the tables in Markdown
     left_out: list       # left_out_lines
     written: list        # the files written
+    without_record: list = field(default_factory=list)  # without_record_lines
 
     @property
     def markdown(self) -> str:
-        """tables.md: the tables, then what was left out of them."""
-        return self.tables + ("\n## Left out\n\n" + "".join(f"- {line}\n" for line in self.left_out)
-                              if self.left_out else "")
+        """tables.md: the tables, then the runs read without a record and what was left out of them."""
+        notes = self.without_record + self.left_out
+        return self.tables + ("\n## Left out\n\n" + "".join(f"- {line}\n" for line in notes) if notes else "")
 
     def console(self) -> str:
-        """What hira-make-tables prints: the tables, the files written, then one line per run or folder left out."""
-        return "\n".join([self.tables, "wrote " + ", ".join(str(p) for p in self.written), *self.left_out])
+        """What hira-make-tables prints: the tables, the files written, the runs read without a record, then one
+        line per run or folder left out."""
+        return "\n".join([self.tables, "wrote " + ", ".join(str(p) for p in self.written), *self.without_record,
+                          *self.left_out])
 
 
 def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = False, strict: bool = False,
@@ -571,7 +575,8 @@ def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = Fals
         text += f"no table shows these runs (none is scored on a task of the paper's tables)\n"
     out_dir = Path(out_dir or root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(text, left_out_lines(repeats, skipped, runs), [out_dir / "tables.md", out_dir / "tables.tex"])
+    report = Report(text, left_out_lines(repeats, skipped), [out_dir / "tables.md", out_dir / "tables.tex"],
+                    without_record_lines(runs))
     report.written[0].write_text(report.markdown)
     report.written[1].write_text("\n".join(to_latex(t) for t in tables))
     figure = plot_rank_sweep(runs, out_dir / "fig6_rank_sweep.png")
