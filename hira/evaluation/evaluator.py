@@ -394,9 +394,8 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     else:
         for ckpt in chosen:
             score(ckpt)
-    if block.get("best"):  # the result record (result.json) of what is now scored
-        write_result(run_dir, run_cfg, scoring_id(setting_of(eval_cfg)), eval_cfg.forgetting_text,
-                     time.perf_counter() - started, device)
+    write_result(run_dir, run_cfg, scoring_id(setting_of(eval_cfg)), eval_cfg.forgetting_text,  # result.json
+                 time.perf_counter() - started, device)
     return all_scores
 
 

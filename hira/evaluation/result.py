@@ -108,7 +108,7 @@ def checkpoint_weights(run: RunDir, checkpoint: str | None) -> str | None:
 def forgetting_entry(run: RunDir, old: dict | None, text: tuple | None, checkpoint: str | None, measure) -> dict | None:
     """The forgetting measurement of the reported checkpoint: the record's earlier one when it measured the same
     text on the same weights, else measured now with measure(name, text, checkpoint)."""
-    if text is None or measure is None:
+    if text is None or measure is None or checkpoint is None:  # nothing scored yet: no weights to measure
         return None
     name, body = text
     weights = checkpoint_weights(run, checkpoint)

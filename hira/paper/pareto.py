@@ -43,6 +43,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
 
 
+def section_points(groups: list) -> list[tuple]:
+    """Per axis, (axis, [(label, (cost, accuracy, spread))]): one point per group that has the cost and a score."""
+    return [(axis, [(label, p) for label, runs in groups if (p := group_point(runs, axis[0]))]) for axis in AXES]
+
+
 def plot_section(title: str, groups: list, out_base: Path) -> list[Path]:
     """One figure (three panels) for a section's groups [(label, runs)]; [] when no group has a cost and a score."""
     import matplotlib
@@ -50,7 +55,7 @@ def plot_section(title: str, groups: list, out_base: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(axis, [(label, p) for label, runs in groups if (p := group_point(runs, axis[0]))]) for axis in AXES]
+    panels = section_points(groups)
     if not any(points for _, points in panels):
         return []
     fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4))
