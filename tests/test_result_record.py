@@ -105,16 +105,18 @@ def write_record(folder, accuracy: float, trainable_percent: float, adapter_byte
 
 def test_tables_read_the_records_and_name_the_folders_without_one(tmp_path):
     for seed in (1, 2):
-        write_record(write_run(tmp_path / f"lora_s{seed}", ["method=lora"], seed=seed, accuracy=0.5), 0.75, 0.4, 2_500_000)
+        folder = write_run(tmp_path / f"lora_s{seed}", ["method=lora"], seed=seed, accuracy=0.5)
+        write_record(folder, 0.75, 0.4, 2_500_000)
     old = write_run(tmp_path / "hira_s1", (), seed=1, accuracy=0.6)  # an older folder: no result.json
     report = make_tables(tmp_path)
     rows = {r["method"]: r for r in ours(table_sections(report.markdown, TABLE1)["tiny, task synthetic"])}
     cells = ("Avg.", "trainable %", "adapter size", "n")
-    assert [rows["lora"][c] for c in cells] == ["75.00 ± 0.00", "0.4 ± 0", "2.5 MB ± 0 B", "2"]  # the record's, not scores.json's 50
+    # the record's numbers, not scores.json's 50.00
+    assert [rows["lora"][c] for c in cells] == ["75.00 ± 0.00", "0.4 ± 0", "2.5 MB ± 0 B", "2"]
     assert [rows["hira"][c] for c in cells] == ["60.00", "—", "—", "1"]  # read as before; it has no adapter file
     assert report.without_record == [f"no result.json in 1 run folder(s), read from scores.json and metrics.jsonl: "
                                      f"{old}"]
-    png, pdf = (tmp_path / "pareto_table1_tiny_task_synthetic.png", tmp_path / "pareto_table1_tiny_task_synthetic.pdf")
+    png, pdf = (tmp_path / f"pareto_table1_tiny_task_synthetic.{ext}" for ext in ("png", "pdf"))
     assert png in report.written and pdf in report.written
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
     assert json.loads((tmp_path / "lora_s1" / "result.json").read_text())["cost"]["adapter_bytes"] == 2_500_000

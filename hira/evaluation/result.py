@@ -67,7 +67,8 @@ def subset_entry(summary: dict, predictions: str) -> dict:
                   "parse_failures": summary["parse_failures"]}
     else:
         counts = {"questions": summary["n"],
-                  **{k: v for k, v in summary.items() if k not in ("n", "messages") and not isinstance(v, (dict, list))}}
+                  **{k: v for k, v in summary.items()
+                     if k not in ("n", "messages") and not isinstance(v, (dict, list))}}
     return {**counts, "predictions": predictions}
 
 
@@ -76,9 +77,9 @@ def scoring_entry(run: RunDir, run_cfg, setting_id: str, block: dict, scoring_ti
     best = block["best"]
     folder = run.predictions(setting_id, best["checkpoint"]).relative_to(run.path)
     subsets = {s: subset_entry(summary, str(subset_file(folder, s))) for s, summary in best["subsets"].items()}
-    return {"setting": block["setting"], "fingerprint": thawed_settings(fingerprint(run_cfg, {**block["setting"], **best})),
-            "checkpoint": best["checkpoint"], "subsets": subsets, "average": best.get("average"),
-            "scoring_time_s": scoring_time_s}
+    settings = thawed_settings(fingerprint(run_cfg, {**block["setting"], **best}))
+    return {"setting": block["setting"], "fingerprint": settings, "checkpoint": best["checkpoint"],
+            "subsets": subsets, "average": best.get("average"), "scoring_time_s": scoring_time_s}
 
 
 def thawed_settings(settings: dict) -> dict:
