@@ -42,10 +42,10 @@ def check_record(run_dir, scoring: str, trained: bool = True) -> dict:
     assert entry["scoring_time_s"] > 0
     for subset, summary in best["subsets"].items():
         kept = entry["subsets"][subset]
-        rows = [json.loads(line) for line in (run.path / kept["predictions"]).read_text().splitlines()]
+        rows = [json.loads(line) for line in (run.path / kept["predictions_file"]).read_text().splitlines()]
         assert kept == {"questions": summary["n"], "correct": sum(r["correct"] for r in rows),
                         "accuracy": summary["accuracy"], "parse_failures": summary["parse_failures"],
-                        "predictions": f"predictions/{scoring}/{best['checkpoint']}/{subset}.jsonl"}
+                        "predictions_file": f"predictions/{scoring}/{best['checkpoint']}/{subset}.jsonl"}
         assert len(rows) == summary["n"]
     spent = record["cost"]
     assert set(spent) == COST and spent["scoring_time_s"] == entry["scoring_time_s"]
@@ -92,7 +92,7 @@ def write_record(folder, accuracy: float, trainable_percent: float, adapter_byte
     best = best_entry(read_scores(run, cfg), cfg)
     setting = {"mode": "generate", "num_beams": 4, "max_new_tokens": 8, "limit": None}
     subsets = {s: {"questions": 50, "correct": round(50 * accuracy), "accuracy": accuracy, "parse_failures": 0,
-                   "predictions": f"predictions/generate_b4_t8/step_10/{s}.jsonl"} for s in SUBSETS}
+                   "predictions_file": f"predictions/generate_b4_t8/step_10/{s}.jsonl"} for s in SUBSETS}
     cost = dict.fromkeys(["trainable_params", "total_params", "adapter_file", "train_tokens", "tokens_per_s"])
     record = {"format": RESULT_FORMAT, "scoring": "generate_b4_t8", "config": OmegaConf.to_container(cfg),
               "scorings": {"generate_b4_t8": {"setting": setting, "checkpoint": "step_10", "subsets": subsets,

@@ -69,7 +69,7 @@ def subset_entry(summary: dict, predictions: str) -> dict:
         counts = {"questions": summary["n"],
                   **{k: v for k, v in summary.items()
                      if k not in ("n", "messages") and not isinstance(v, (dict, list))}}
-    return {**counts, "predictions": predictions}
+    return {**counts, "predictions_file": predictions}
 
 
 def scoring_entry(run: RunDir, run_cfg, setting_id: str, block: dict, scoring_time_s) -> dict:

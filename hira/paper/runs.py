@@ -189,7 +189,7 @@ def record_best(record: dict, cfg, scoring: str | None) -> dict:
     block = record["scorings"].get(name)
     if not block:
         return {}
-    subsets = {s: {"n": e["questions"], **{k: v for k, v in e.items() if k not in ("questions", "predictions")}}
+    subsets = {s: {"n": e["questions"], **{k: v for k, v in e.items() if k not in ("questions", "predictions_file")}}
                for s, e in block["subsets"].items()}
     return {**block["setting"], "scoring": name, "checkpoint": block["checkpoint"], "subsets": subsets,
             "average": block["average"], "fingerprint": read_fingerprint(block["fingerprint"])}
