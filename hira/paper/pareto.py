@@ -66,7 +66,7 @@ def plot_section(title: str, groups: list, out_base: Path) -> list[Path]:
         front = [points[i][1] for i in pareto_front([(p[0], p[1]) for _, p in points])]
         if front:
             ax.step([c for c, _, _ in front], [a for _, a, _ in front], where="post", color="black", lw=1,
-                    ls="--", label="Pareto front")
+                    ls="--", marker="o", mfc="none", ms=10, label="Pareto front")  # ringed: on the front
             ax.legend(fontsize=7)
         if log and points and all(p[0] > 0 for _, p in points):
             ax.set_xscale("log")
