@@ -3,7 +3,8 @@
 A run directory is any folder holding config.yaml (train.py and eval.py write it first); scores come from
 scores.json's "best" entry (the evaluator's score of the checkpoint with the lowest validation loss) under the
 run's own scoring setting, or the one named (--scoring: a setting id such as loglik_n30, or a mode), cost from
-metrics.jsonl's "end" event. A folder that is not a finished run is reported with the reason, never used.
+metrics.jsonl's "end" event; a run whose folder holds a result record (result.json, hira/evaluation/result.py) is
+read from it instead. A folder that is not a finished run is reported with the reason, never used.
 
 A run's settings (its fingerprint) are its resolved config.yaml's result keys (hira/config/settings.py: the
 schema marks the keys that cannot change a score, and the seeds that repeats vary), plus how its best checkpoint
@@ -33,7 +34,6 @@ from hira.run_dir import CONFIG_FILE, MODES, SCORING_ID, RunDir, own_scoring, sc
 # The paper's names for target-module placements (Table 5); FC = the MLP's up and down projections.
 ATTENTION_LETTERS = {"q_proj": "Q", "k_proj": "K", "v_proj": "V"}
 FC = {"up_proj", "down_proj"}
-
 
 
 def params_label(params) -> str:
