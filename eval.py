@@ -26,7 +26,8 @@ def check_arguments(args: list[str]) -> None:
 def main(cfg) -> None:
     settings = dict(batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
                     subsets=cfg.subsets, limit=cfg.limit, device=cfg.device, mode=cfg.eval.mode,
-                    engine=cfg.eval.engine, bertscore=OmegaConf.to_container(cfg.eval.bertscore))
+                    engine=cfg.eval.engine, bertscore=OmegaConf.to_container(cfg.eval.bertscore),
+                    forgetting_text=cfg.eval.forgetting_text)
     if cfg.get("model") is not None:
         from hira.evaluation.external import evaluate_model
 

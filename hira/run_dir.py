@@ -15,6 +15,8 @@ small readers that training, evaluation, the paper tables and the GPU check all 
     <run>/wandb/                 logger=wandb: wandb's own files (offline-run-*/ per process; wandb.dir moves it)
     <run>/scores.json            per scoring setting: the evaluator's entry per scored checkpoint, and "best"
     <run>/predictions/<setting>/<name>/  the per-example rows of one checkpoint (or model) scored under one setting
+    <run>/result.json            the run's result record: settings, scores per scoring setting, cost, provenance
+                                 (written at the end of each scoring; docs/results.md documents its format)
     <run>/analysis/              hira-analyze-updates' spectra and figures of this run alone (its default --out)
 
 Every path inside a run folder is relative to the folder: a copied or moved run reads and writes only itself.
@@ -41,6 +43,7 @@ from pathlib import Path
 CONFIG_FILE = "config.yaml"  # also the name of each checkpoint's copy of it
 METRICS_FILE = "metrics.jsonl"
 SCORES_FILE = "scores.json"
+RESULT_FILE = "result.json"
 RESUMES_FILE = "resumes.json"
 TRAIN_LOG = "train.log"
 CHECKPOINTS_DIR = "checkpoints"
@@ -153,6 +156,10 @@ class RunDir:
     @property
     def scores(self) -> Path:
         return self.path / SCORES_FILE
+
+    @property
+    def result(self) -> Path:
+        return self.path / RESULT_FILE
 
     @property
     def resumes(self) -> Path:

@@ -173,6 +173,7 @@ BAD_EVAL = [
     (["subsets=[piqa,gsm8k]"], "subsets=[piqa,gsm8k]: gsm8k is not a test set of task synthetic; valid: boolq, "),
     (["adapter=/nonexistent"], "adapter=/nonexistent: no adapter_config.json there"),
     (["eval.bertscore.num_layers=0"], "eval.bertscore.num_layers=0: valid: an integer >= 1"),
+    (["eval.forgetting_text=/nonexistent.txt"], "eval.forgetting_text=/nonexistent.txt: no such file"),
     (["model.dtype=float13"], "model.dtype=float13: valid: float32, bfloat16, float16"),
     (["task.data_dir=/nonexistent"], "task.data_dir=/nonexistent does not exist; valid: an existing folder"),
 ]

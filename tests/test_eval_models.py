@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from conftest import ROOT, group_settings, run_script, stopped_in_process, tiny_model_config, tiny_settings
+from test_result_record import check_record
 from omegaconf import OmegaConf
 
 from hira.adapters import apply, export_peft, merge
@@ -41,6 +42,10 @@ def test_base_model_is_scored_as_a_table_row(workdir, tmp_path):
     base_rows = [line for line in markdown.splitlines() if line.startswith("| base |")]
     assert len(base_rows) == 1  # one row, beside the paper's rows, with the base model's own numbers
     assert f"{100 * base['subsets']['piqa']['accuracy']:.2f}" in base_rows[0]
+    record = check_record(out, "generate_b2_t8_n4", trained=False)  # the scoring-only run's result.json
+    assert record["cost"]["scoring_time_s"] > 0 and record["cost"]["trainable_params"] is None
+    forgetting = record["forgetting"]
+    assert forgetting["base_cross_entropy"] == forgetting["tuned_cross_entropy"]  # the base is the model scored
 
 
 SETTING = "generate_b2_t8_n6"

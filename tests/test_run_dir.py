@@ -38,12 +38,13 @@ def test_a_real_run_is_where_run_dir_says(run):
     assert run.scores == path / "scores.json" and run.read_scores()["scorings"][own]["best"]["checkpoint"] == "step_2"
     assert run.predictions(own, "step_2") == path / "predictions" / own / "step_2"
     assert (run.predictions(own, "step_2") / "piqa.jsonl").is_file()
+    assert run.result == path / "result.json" and run.result.is_file()
     assert run.has_results()
 
 
 @pytest.mark.slow
 def test_every_file_of_a_real_run_is_one_run_dir_names(run):
-    named = {p.name for p in (run.config, run.metrics, run.train_log, run.checkpoints, run.scores)}
+    named = {p.name for p in (run.config, run.metrics, run.train_log, run.checkpoints, run.scores, run.result)}
     named.add(run.predictions("setting", "x").parent.parent.name)
     assert {p.name for p in run.path.iterdir()} - HYDRA_OWN == named
 

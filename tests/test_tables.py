@@ -168,7 +168,8 @@ def test_unlike_runs_are_separate_labelled_rows_and_each_seed_counts_once(demo_f
     # the paper: one reference row, no Δ anywhere (tiny model, synthetic questions)
     assert [r for r in rows if not r["n"]] == [{"method": "hira", "r": "r32", "setting": "paper (Llama-3-8B)",
                                                 "n": "", **{h: f"{v:.2f}" for h, v in
-                                                            zip([*HEADERS, "Avg."], PAPER_HIRA_R32)}}]
+                                                            zip([*HEADERS, "Avg."], PAPER_HIRA_R32)},
+                                                "trainable %": "—", "adapter size": "—"}]  # no costs in the paper
     assert "Δ" not in report.tables.split(f"### {TABLE12}")[0].replace("ΔW", "")
     assert section_note(report.markdown, TABLE1, "tiny, task synthetic") == (
         "The paper's rows (Llama-3-8B) are a reference, not a comparison; not the paper's setting: "
@@ -191,7 +192,9 @@ def test_the_command_ends_with_the_left_out_lines_and_strict_refuses(demo_folder
     make_tables_main([str(demo_folder), "--out", str(tmp_path / "tables")])
     printed = capsys.readouterr().out.rstrip("\n").splitlines()
     assert printed[-5].startswith("repeated: seed 42") and printed[-4:][0].startswith("skipped ")
-    assert printed[-6] == f"wrote {tmp_path / 'tables' / 'tables.md'}, {tmp_path / 'tables' / 'tables.tex'}"
+    assert printed[-7].startswith(f"wrote {tmp_path / 'tables' / 'tables.md'}, {tmp_path / 'tables' / 'tables.tex'}, "
+                                  f"{tmp_path / 'tables' / 'pareto_table1_tiny_task_synthetic.png'}")
+    assert printed[-6].startswith("no result.json in 6 run folder(s), read from scores.json and metrics.jsonl: ")
     with pytest.raises(SystemExit) as exit_info:
         make_tables_main([str(demo_folder), "--strict", "--out", str(tmp_path / "strict")])
     assert exit_info.value.code == 2 and not (tmp_path / "strict").exists()

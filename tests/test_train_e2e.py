@@ -5,6 +5,13 @@ import json
 import pytest
 from conftest import ROOT, common_overrides, run_script
 
+from omegaconf import OmegaConf
+from test_result_record import check_record, direct_cross_entropy
+
+from hira.adapters import merge
+from hira.evaluation.forgetting import TINY_TEXT, forgetting_text
+from hira.models.loading import load_adapted_model, load_base_model
+from hira.training.checkpoint import load_adapter
 from hira.training.runlog import read_metrics
 from hira.run_dir import setting_scores
 
@@ -37,9 +44,19 @@ def test_train_then_eval(workdir):
     rows = [json.loads(line) for line in (predictions / "piqa.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and set(rows[0]) == {"prompt", "generation", "prediction", "gold", "correct"}
 
-    # The separate evaluator scores every checkpoint of the finished run.
-    proc = run_script("eval.py", f"run_dir={run_dir}", "checkpoints=all", "subsets=[piqa,boolq]", "num_beams=2")
+    record = check_record(run_dir, "generate_b4_t8")  # result.json, forgetting on the tiny world's text
+    assert record["forgetting"]["text"] == TINY_TEXT
+    check_forgetting(run_dir, record["forgetting"], forgetting_text(None, "tiny")[1])
+
+    # The separate evaluator scores every checkpoint of the finished run (forgetting on a text of our own).
+    text_file = workdir / "forgetting.txt"
+    text_file.write_text("the fox is red . the fox lives in the forest .\nwhat does the owl eat? it eats mice .\n")
+    proc = run_script("eval.py", f"run_dir={run_dir}", "checkpoints=all", "subsets=[piqa,boolq]", "num_beams=2",
+                      f"eval.forgetting_text={text_file}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    record = check_record(run_dir, "generate_b4_t8")  # still its own setting; the other has no best entry
+    assert list(record["scorings"]) == ["generate_b4_t8"] and record["forgetting"]["text"] == str(text_file)
+    check_forgetting(run_dir, record["forgetting"], text_file.read_text())
     scores = setting_scores(json.loads((run_dir / "scores.json").read_text()), "generate_b2_t8")
     for name in ckpts:
         assert set(scores["scored"][name]["subsets"]) == {"piqa", "boolq"}
@@ -53,3 +70,15 @@ def test_eval_without_checkpoints_is_one_clear_line(tmp_path):
     assert proc.stderr.startswith(f"error: checkpoints=best: run {tmp_path} has no checkpoints yet; training has not "
                                   f"logged anything") and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
+
+
+def check_forgetting(run_dir, entry: dict, text: str) -> None:
+    """The record's cross-entropies equal a direct computation with the base and the tuned checkpoint."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    base, tokenizer = load_base_model(cfg.model)
+    tuned, _ = load_adapted_model(cfg)
+    load_adapter(tuned, run_dir / "checkpoints" / entry["checkpoint"], cfg)
+    merge(tuned)
+    assert abs(entry["base_cross_entropy"] - direct_cross_entropy(base, tokenizer, text)) < 1e-5
+    assert abs(entry["tuned_cross_entropy"] - direct_cross_entropy(tuned, tokenizer, text)) < 1e-5
+    assert entry["base_cross_entropy"] != entry["tuned_cross_entropy"]  # training moved the weights

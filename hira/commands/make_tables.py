@@ -3,8 +3,9 @@
     hira-make-tables outputs/ [--out DIR] [--paper-grid] [--strict] [--scoring SETTING] [--compare KEY=VALUE ...]
                                                                      (or python scripts/make_tables.py, same)
 
-Writes tables.md and tables.tex (and fig6_rank_sweep.png when HiRA ran at several ranks) into DIR (default: the
-outputs folder), prints the Markdown, and ends with one line per repeated seed and per folder left out (a
+Writes tables.md and tables.tex (and fig6_rank_sweep.png when HiRA ran at several ranks, and pareto_<table>_<section>
+.png/.pdf of accuracy against cost) into DIR (default: the outputs folder), prints the Markdown, names the run folders
+without a result.json (read as before), and ends with one line per repeated seed and per folder left out (a
 config.yaml but no finished run: no end event, no scores, an error in train.log, an unreadable config). Each run
 is shown with its scores under its own scoring setting (its task's beams and new tokens), or --scoring's.
 --compare adds under each section a block comparing every group with the group whose settings hold KEY=VALUE,

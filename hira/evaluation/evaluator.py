@@ -28,6 +28,7 @@ from hira.evaluation.console import format_table
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
 from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, launched_ranks, rank_device
 from hira.evaluation.progress import Appender, check_settings, cut_short, finish_subset, kept_outputs
+from hira.evaluation.result import write_result
 from hira.models.loading import load_adapted_model
 from hira.scoring.metrics import BertScoreConfig, mean_accuracy
 from hira.run_dir import RunDir, own_scoring, scoring_id, scoring_setting
@@ -239,7 +240,8 @@ def eval_settings(task_cfg, overrides: dict):
     """The settings of configs/eval.yaml (their one home) with `overrides`; null beams and tokens: the task's."""
     defaults = OmegaConf.load(CONFIG_DIR / "eval.yaml")
     eval_cfg = OmegaConf.create({**{k: defaults[k] for k in EVAL_KEYS}, "mode": defaults.eval.mode,
-                                 "engine": defaults.eval.engine, "bertscore": defaults.eval.bertscore})
+                                 "engine": defaults.eval.engine, "bertscore": defaults.eval.bertscore,
+                                 "forgetting_text": defaults.eval.forgetting_text})
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
     eval_cfg.num_beams = eval_cfg.num_beams or task_cfg.num_beams
     eval_cfg.max_new_tokens = eval_cfg.max_new_tokens or task_cfg.max_new_tokens
@@ -307,7 +309,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
 
     Returns scores.json's content (hira/run_dir.py): every setting's {"scored": {name: entry}, "best": ...}.
     """
-    run_dir = Path(run_dir)
+    run_dir, started = Path(run_dir), time.perf_counter()
     run = RunDir(run_dir)
     wait_for_config(run.config, watch, poll_s, watch_timeout_s)
     run_cfg = OmegaConf.load(run.config)
@@ -342,6 +344,8 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     else:
         for ckpt in chosen:
             score(ckpt)
+    write_result(run_dir, run_cfg, scoring_id(setting_of(eval_cfg)), eval_cfg.forgetting_text,  # result.json
+                 time.perf_counter() - started, device)
     return all_scores
 
 

@@ -8,6 +8,7 @@ hira-make-tables reads beside the training runs: the method column says `base`, 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -17,6 +18,8 @@ from hira.config.values import PEFT_CONFIG, peft_folder
 from hira.errors import UserError
 from hira.evaluation.evaluator import (eval_settings, print_scores, record_scores, score_model, select_tests, set_best,
                                        setting_block, setting_of)
+from hira.evaluation import forgetting
+from hira.evaluation.result import write_result
 from hira.evaluation.shards import join_ranks, rank_device
 from hira.files import write_json_atomic
 from hira.models.loading import load_base_model
@@ -60,7 +63,7 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
     entry}, name "base" or "adapter"); an existing scores.json keeps its other entries and settings. Returns the
     entry.
     """
-    run = RunDir(run_dir)
+    run, started = RunDir(run_dir), time.perf_counter()
     method = adapter_method(Path(adapter)) if adapter else {"name": "base"}
     eval_cfg = eval_settings(task_cfg, overrides)
     tests = select_tests(task_cfg, eval_cfg)  # bad data fails before the model loads
@@ -82,4 +85,11 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
     set_best(block, name)
     write_json_atomic(run.scores, all_scores)
     print_scores(run.path, name, scores, eval_cfg)
+
+    def measure(text_name, text, checkpoint):  # the base is the model itself, or loaded again beside an adapter
+        base = load_base_model(model_cfg, device)[0] if adapter else model
+        return forgetting.measure(text_name, text, base, model, tokenizer, checkpoint)
+
+    write_result(run.path, OmegaConf.load(run.config), scoring_id(setting_of(eval_cfg)), eval_cfg.forgetting_text,
+                 time.perf_counter() - started, device, measure)
     return block["scored"][name]

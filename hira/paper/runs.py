@@ -3,7 +3,8 @@
 A run directory is any folder holding config.yaml (train.py and eval.py write it first); scores come from
 scores.json's "best" entry (the evaluator's score of the checkpoint with the lowest validation loss) under the
 run's own scoring setting, or the one named (--scoring: a setting id such as loglik_n30, or a mode), cost from
-metrics.jsonl's "end" event. A folder that is not a finished run is reported with the reason, never used.
+metrics.jsonl's "end" event; a run whose folder holds a result record (result.json, hira/evaluation/result.py) is
+read from it instead. A folder that is not a finished run is reported with the reason, never used.
 
 A run's settings (its fingerprint) are its resolved config.yaml's result keys (hira/config/settings.py: the
 schema marks the keys that cannot change a score, and the seeds that repeats vary), plus how its best checkpoint
@@ -24,16 +25,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hira.adapters.params import method_params
-from hira.config.settings import frozen, result_settings
 from hira.errors import UserError
+from hira.evaluation.result import EVAL_KEYS, N_QUESTIONS, RESULT_FORMAT, fingerprint, read_fingerprint
+from hira.files import read_json
+from hira.training.cost import cost
 from hira.run_dir import CONFIG_FILE, MODES, SCORING_ID, RunDir, own_scoring, scoring_id, scoring_setting
 
 # The paper's names for target-module placements (Table 5); FC = the MLP's up and down projections.
 ATTENTION_LETTERS = {"q_proj": "Q", "k_proj": "K", "v_proj": "V"}
 FC = {"up_proj", "down_proj"}
-
-N_QUESTIONS = "n q"        # settings key: {subset: questions scored} of the best checkpoint's scores
-EVAL_KEYS = {"mode": "eval.mode", "num_beams": "eval.num_beams"}  # how it was scored: its scoring setting
 
 
 def params_label(params) -> str:
@@ -81,6 +81,10 @@ class Run:
     settings: dict = field(default_factory=dict)  # the fingerprint: dotted key -> value (see the module's doc)
     synthetic: bool = False                     # trained and tested on a synthetic stand-in task
     finished_at: float = 0.0                    # when its last result was written (the newest of a seed wins)
+    trainable_params: int | None = None
+    trainable_percent: float | None = None
+    adapter_bytes: int | None = None            # the best checkpoint's adapter file
+    has_record: bool = False                    # read from result.json (False: an older folder, read as before)
 
     @property
     def trained(self) -> bool:
@@ -156,11 +160,7 @@ def optional_number(cfg, key: str, kind):
 
 def run_settings(cfg: DictConfig, best: dict) -> dict:
     """The run's fingerprint: config keys that can change a score, and how the best checkpoint was scored."""
-    settings = result_settings(cfg)
-    if best:
-        settings[N_QUESTIONS] = frozen({s: summary.get("n") for s, summary in best["subsets"].items()})
-        settings.update({name: best.get(key) for key, name in EVAL_KEYS.items()})
-    return settings
+    return fingerprint(cfg, best)
 
 
 def is_synthetic(task_cfg) -> bool:
@@ -183,9 +183,37 @@ def read_scores(run: RunDir, cfg: DictConfig) -> dict:
     return run.read_scores(own_scoring(OmegaConf.to_container(cfg, resolve=True)))
 
 
+def record_best(record: dict, cfg, scoring: str | None) -> dict:
+    """A result record's chosen scoring (chosen_scoring) as a best entry, its fingerprint beside it ({} if none)."""
+    as_scores = {"scorings": {name: {"setting": block["setting"], "best": True}
+                              for name, block in record["scorings"].items()}}
+    name = chosen_scoring(as_scores, cfg, scoring)
+    block = record["scorings"].get(name)
+    if not block:
+        return {}
+    subsets = {s: {"n": e["questions"], **{k: v for k, v in e.items() if k not in ("questions", "predictions_file")}}
+               for s, e in block["subsets"].items()}
+    return {**block["setting"], "scoring": name, "checkpoint": block["checkpoint"], "subsets": subsets,
+            "average": block["average"], "fingerprint": read_fingerprint(block["fingerprint"])}
+
+
+def read_record(run: RunDir) -> dict | None:
+    """The folder's result.json when it is one this version reads."""
+    record = read_json(run.result)
+    return record if isinstance(record, dict) and record.get("format") == RESULT_FORMAT else None
+
+
 def read_run(run: RunDir, cfg: DictConfig, scoring: str | None = None) -> Run:
-    end = run.events("end")  # the last one holds the run's totals (carried across resumes)
-    best = best_entry(read_scores(run, cfg), cfg, scoring)
+    """The run from its result record (result.json), or for an older folder without one from scores.json and
+    metrics.jsonl as before."""
+    record = read_record(run)
+    if record is not None:
+        cfg = OmegaConf.create(record["config"])
+        best = record_best(record, cfg, scoring)
+        spent, settings = record["cost"], best.pop("fingerprint", None)
+    else:
+        best = best_entry(read_scores(run, cfg), cfg, scoring)
+        spent, settings = cost(run.path), None
     scores, subsets = best_scores(best)
     method = cfg.method
     seed = cfg.get("seed")
@@ -196,10 +224,11 @@ def read_run(run: RunDir, cfg: DictConfig, scoring: str | None = None) -> Run:
                experiment=cfg.get("experiment"), loss_on=cfg.task.get("loss_on") or "response",
                scores=scores, subsets=subsets, scoring=best.get("mode", "generate"),
                scoring_id=best.get("scoring"), best_checkpoint=best.get("checkpoint"),
-               peak_memory_gb=end[-1].get("peak_memory_gb") if end else None,
-               train_time_s=end[-1].get("train_time_s") if end else None,
-               settings=run_settings(cfg, best), synthetic=is_synthetic(cfg.task),
-               finished_at=finished_at(run))
+               peak_memory_gb=spent.get("peak_memory_gb"), train_time_s=spent.get("train_time_s"),
+               settings=settings if settings is not None else run_settings(cfg, best),
+               synthetic=is_synthetic(cfg.task), finished_at=finished_at(run),
+               trainable_params=spent.get("trainable_params"), trainable_percent=spent.get("trainable_percent"),
+               adapter_bytes=spent.get("adapter_bytes"), has_record=record is not None)
 
 
 # --- which folders are finished runs ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from hira.data import formats
 from hira.errors import UserError
 from hira.paper.lr_sweep import TuningRun, choose, chosen_runs, tuning_runs
 from hira.paper.compare import block_against_reference
+from hira.paper.pareto import plot_pareto
 from hira.paper.runs import N_QUESTIONS, Run, Skipped, find_runs
 
 NUMBERS_FILE = Path(__file__).with_name("numbers.yaml")
@@ -42,6 +43,8 @@ COLUMNS = {
     **{fmt.table: list(fmt.columns) for fmt in formats.FORMATS.values()},
     "table12": [("peak_memory_gb", "Peak memory (GB)"), ("train_time_s", "Train time")],
 }
+COST_COLUMNS = [("trainable_percent", "trainable %"), ("adapter_bytes", "adapter size")]  # Table 1's cost columns
+RUN_ATTRIBUTES = {"peak_memory_gb", "train_time_s", *(key for key, _ in COST_COLUMNS)}  # columns read off the run
 TASK_TABLES = sorted(fmt.table for fmt in formats.FORMATS.values())  # one per format: table1, table2, table3
 TITLES = {
     **{fmt.table: fmt.title for fmt in formats.FORMATS.values()},
@@ -253,7 +256,7 @@ def cell_stats(row: Row, key: str) -> tuple[float | None, float | None]:
 
 
 def run_value(run: Run, key: str):
-    if key in ("peak_memory_gb", "train_time_s"):
+    if key in RUN_ATTRIBUTES:
         return getattr(run, key)
     return run.scores.get(key)
 
@@ -356,8 +359,8 @@ def build_tables(runs: list[Run], paper: dict | None = None, paper_grid: bool = 
     for run in runs:
         if run.scores and (name := task_table(run)):
             by_table.setdefault(name, []).append(run)
-    specs = [(name, by_table[name], COLUMNS[name], ["modules", "lr", "batch", "scoring"], ())
-             for name in TASK_TABLES if name in by_table]
+    specs = [(name, by_table[name], COLUMNS[name] + (COST_COLUMNS if name == "table1" else []),
+              ["modules", "lr", "batch", "scoring"], ()) for name in TASK_TABLES if name in by_table]
     commonsense = by_table.get("table1", [])
     if any(r.method == "hira_rand" for r in commonsense):
         chosen = [r for r in commonsense if r.method in ("hira", "hira_rand") and r.modules == "FC+QKV"]
@@ -393,7 +396,19 @@ def fmt_duration(seconds: float) -> str:
     return f"{sign}{seconds:.1f}s"
 
 
+def fmt_bytes(size: float) -> str:
+    """1.2 MB, 26.6 kB, 512 B (decimal units, as a file listing shows them)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(size) >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
 def fmt_value(key: str, value: float, signed: bool = False) -> str:
+    if key == "adapter_bytes":
+        return fmt_bytes(value)
+    if key == "trainable_percent":
+        return f"{value:.3g}"
     if key == "train_time_s":
         return ("+" if signed and value >= 0 else "") + fmt_duration(value)
     return f"{value:+.2f}" if signed else f"{value:.2f}"
@@ -540,21 +555,31 @@ def left_out_lines(repeats: list[Repeat], skipped: list[Skipped]) -> list[str]:
     return [f"repeated: {r.line()}" for r in repeats] + [f"skipped {s.path}: {s.reason}" for s in skipped]
 
 
+def without_record_lines(runs: list[Run]) -> list[str]:
+    """One line naming the run folders without a result record (older ones, read as before), or none."""
+    older = [str(r.path) for r in runs if not r.has_record]
+    return [f"no result.json in {len(older)} run folder(s), read from scores.json and metrics.jsonl: "
+            + ", ".join(older)] if older else []
+
+
 @dataclass
 class Report:
     tables: str          # the tables in Markdown
     left_out: list       # left_out_lines
     written: list        # the files written
+    without_record: list = field(default_factory=list)  # without_record_lines
 
     @property
     def markdown(self) -> str:
-        """tables.md: the tables, then what was left out of them."""
-        return self.tables + ("\n## Left out\n\n" + "".join(f"- {line}\n" for line in self.left_out)
-                              if self.left_out else "")
+        """tables.md: the tables, then the runs read without a record and what was left out of them."""
+        notes = self.without_record + self.left_out
+        return self.tables + ("\n## Left out\n\n" + "".join(f"- {line}\n" for line in notes) if notes else "")
 
     def console(self) -> str:
-        """What hira-make-tables prints: the tables, the files written, then one line per run or folder left out."""
-        return "\n".join([self.tables, "wrote " + ", ".join(str(p) for p in self.written), *self.left_out])
+        """What hira-make-tables prints: the tables, the files written, the runs read without a record, then one
+        line per run or folder left out."""
+        return "\n".join([self.tables, "wrote " + ", ".join(str(p) for p in self.written), *self.without_record,
+                          *self.left_out])
 
 
 def group_label(table: Table, row: Row) -> str:
@@ -601,10 +626,12 @@ def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = Fals
     text += tuning
     out_dir = Path(out_dir or root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(text, left_out_lines(repeats, skipped), [out_dir / "tables.md", out_dir / "tables.tex"])
+    report = Report(text, left_out_lines(repeats, skipped), [out_dir / "tables.md", out_dir / "tables.tex"],
+                    without_record_lines(runs))
     report.written[0].write_text(report.markdown)
     report.written[1].write_text("\n".join(to_latex(t) for t in tables))
     figure = plot_rank_sweep(runs, out_dir / "fig6_rank_sweep.png")
     if figure:
         report.written.append(figure)
+    report.written += plot_pareto(tables, out_dir)
     return report
