@@ -265,7 +265,7 @@ class EvalScoring:
     mode: Literal[EVAL_MODES] = key()
     engine: Literal[EVAL_ENGINES] = key()
     bertscore: BertScore = key()
-    forgetting_text: Optional[str] = key(check=values.existing_file)  # null: the tiny model's world text, else none
+    forgetting_text: Optional[ExistingFile] = key(None)  # null: the tiny model's world text, else none
 
 
 @dataclass(config=CONFIG, kw_only=True)

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from hira.config.settings import frozen
 from hira.errors import UserError
 from hira.paper import paired
-from hira.paper.runs import Run, find_runs, frozen
+from hira.paper.runs import Run, find_runs
 from hira.run_dir import PREDICTIONS_DIR, RunDir
 
 # --- selecting the groups ----------------------------------------------------------------------------------
