@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
-import os
 import types
 import typing
 import warnings
@@ -22,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hira.checkout import CHECKOUT
 from hira.config import schema
+from hira.distributed import launched_ranks
 from hira.errors import UserError
 
 PROJECT = CHECKOUT
@@ -175,11 +175,6 @@ def check_batch_split(global_batch: int, micro_batch: int, world: int) -> None:
                     f"{micro_batch} × {ranks}; valid: a multiple of {micro_batch * world}, {divides}")
 
 
-def world_size() -> int:
-    """The number of ranks this launch has (the deepspeed launcher sets WORLD_SIZE before the check runs)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def check_method_params(method_cfg) -> None:
     """The method's parameters (and op options) against its constructor's typed signature."""
     from hira.adapters.base import check_params
@@ -242,7 +237,7 @@ def check_train_config(cfg) -> None:
     check_section(cfg, schema.TrainConfig)
     check_logger(cfg.logger)
     check_method_params(cfg.method)
-    check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world_size())
+    check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, launched_ranks())
     check_model(cfg.model)  # a missing 8B folder is named before the data it would train on
     check_task(cfg.task)
     check_run_folder(cfg)

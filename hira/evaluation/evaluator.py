@@ -26,7 +26,7 @@ from hira.files import read_json, write_json_atomic
 from hira.errors import UserError
 from hira.evaluation.answers import answer_completion, extract_answer, is_correct, offered_labels
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
-from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, launched_ranks, rank_device
+from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, rank_device
 from hira.evaluation.progress import Appender, check_settings, cut_short, finish_subset, kept_outputs
 from hira.evaluation.metrics import DIALOGUE_METRICS, BertScoreConfig, accuracy_summary, dialogue_metrics
 from hira.models.loading import load_adapted_model
@@ -364,7 +364,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     eval_cfg = eval_settings(run_cfg.task, overrides)
     chosen = [] if watch else select_checkpoints(run.checkpoints, checkpoints)  # fail before loading data
     tests = select_tests(run_cfg.task, eval_cfg)
-    if watch and launched_ranks() > 1:
+    if watch and distributed.launched_ranks() > 1:
         raise UserError("watch=true scores on one process; start it with python eval.py, not a launcher")
     device = rank_device(eval_cfg.device or run_cfg.hardware.device)
     join_ranks(device)
