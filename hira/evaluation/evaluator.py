@@ -20,6 +20,7 @@ from hira import distributed
 from hira.adapters import merge
 from hira.checkout import CONFIG_DIR
 from hira.config.check import check_scoring, check_subsets
+from hira.config.handed_on import check_unless_handed_on
 from hira.data import formats
 from hira.data.tasks import load_task
 from hira.files import read_json, write_json_atomic
@@ -293,7 +294,7 @@ def eval_settings(task_cfg, overrides: dict):
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
     eval_cfg.num_beams = eval_cfg.num_beams or task_cfg.num_beams
     eval_cfg.max_new_tokens = eval_cfg.max_new_tokens or task_cfg.max_new_tokens
-    check_scoring(eval_cfg)
+    check_unless_handed_on(eval_cfg, "scoring", check_scoring)  # eval.py's check phase checked its own
     return eval_cfg
 
 
