@@ -53,9 +53,10 @@ class CommandLine:
             return
         for o in self.overrides:
             if o.is_sweep_override():
+                key = o.get_key_element()
+                typed = o.input_line[len(key) + 1:]  # the value as typed
                 raise UserError(f"{o.input_line}: a sweep needs -m (--multirun); for one string quote it: "
-                                f"{o.get_key_element()}='{o.get_value_element_as_str()}', for a list: "
-                                f"{o.get_key_element()}=[{o.get_value_element_as_str()}]")
+                                f"{key}='{typed}', for a list: {key}=[{typed}]")
 
 
 @functools.lru_cache(maxsize=8)
