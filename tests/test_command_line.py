@@ -2,6 +2,7 @@
 the config it passed on to the job (hira/config/handed_on.py), which checks only a config that was not checked."""
 
 import importlib.util
+import logging
 import runpy
 import sys
 
@@ -112,13 +113,30 @@ def train_config(args):
         return cfg
 
 
-def test_train_py_checks_once_under_hydra(workdir, tmp_path, monkeypatch, counted_checks):
+@pytest.fixture
+def logging_kept():
+    """The logging set-up as it was before Hydra configured it for a job (root handlers and level, disabled loggers)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    loggers = {name: logger.disabled for name, logger in logging.Logger.manager.loggerDict.items()
+               if isinstance(logger, logging.Logger)}
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger):
+            logger.disabled = loggers.get(name, False)
+
+
+def test_train_py_checks_once_under_hydra(workdir, tmp_path, monkeypatch, counted_checks, logging_kept):
     """The real entry point: the check phase, then Hydra's own composition for the job; train() trusts the config."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    args = [*common_overrides(workdir), f"run_dir={tmp_path / 'run'}", "hydra/job_logging=disabled",
-            "hydra/hydra_logging=disabled"]
+    args = [*common_overrides(workdir), f"run_dir={tmp_path / 'run'}"]
     monkeypatch.setattr(sys, "argv", [str(ROOT / "train.py"), *args])
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Stop itself, not Hydra's exit 1
     try:
