@@ -78,7 +78,7 @@ def init_distributed(device: str) -> None:
     if "RANK" not in os.environ:  # plain `python train.py`: without these DeepSpeed tries MPI discovery
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
-    if os.environ["WORLD_SIZE"] == "1":
+    if launched_ranks() == 1:
         # DeepSpeed JIT-builds a shared-memory all-reduce for CPU ranks (~1 min); one process never uses it.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     if not dist.is_initialized():
@@ -89,7 +89,14 @@ def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
+def launched_ranks() -> int:
+    """The number of ranks the launcher (deepspeed, torchrun, submitit) started: its WORLD_SIZE, 1 when started
+    directly. Known before the process group is joined (the check phase, the scoring shards); after, world_size()."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def world_size() -> int:
+    """The size of the process group this process joined; 1 before it joins one."""
     return dist.get_world_size() if dist.is_initialized() else 1
 
 

@@ -11,7 +11,6 @@ import difflib
 import functools
 import importlib.util
 import json
-import os
 import typing
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ from pydantic.dataclasses import is_pydantic_dataclass
 
 from hira.checkout import CHECKOUT
 from hira.config import schema
+from hira.distributed import launched_ranks
 from hira.errors import UserError
 
 PROJECT = CHECKOUT
@@ -153,9 +153,6 @@ def check_batch_split(global_batch: int, micro_batch: int, world: int) -> None:
                     f"{micro_batch} × {ranks}; valid: a multiple of {micro_batch * world}, {divides}")
 
 
-def world_size() -> int:
-    """The number of ranks this launch has (the deepspeed launcher sets WORLD_SIZE before the check runs)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def check_model(model_cfg) -> None:
@@ -203,7 +200,7 @@ def check_train_config(cfg) -> None:
     """train.py's composed config: the schema, then the rules between keys. Raises a one-line UserError."""
     check_section(cfg, schema.TrainConfig)
     check_logger(cfg.logger)
-    check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, world_size())
+    check_batch_split(cfg.train.global_batch_size, cfg.hardware.micro_batch_size, launched_ranks())
     check_model(cfg.model)  # a missing 8B folder is named before the data it would train on
     check_task(cfg.task)
     check_run_folder(cfg)

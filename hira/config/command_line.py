@@ -1,9 +1,11 @@
 """A command line checked before Hydra runs it: compose the config Hydra will compose and run the check phase.
 
 Hydra creates the run directory (and its parents) before the job starts, and answers a mistyped key with a
-many-line message; composing here first turns both into one line and no folder. Under -m every value of a
-swept key is checked (the other swept keys at their first value); the job itself checks its full config again
-(train() and eval_settings call the same checks).
+many-line message; composing here first turns both into one line and no folder. The arguments are read by Hydra's
+own parsers (hira.cli.command_line). Under -m every value of a swept key is checked (the other swept keys at their
+first value). The check hands each config it passed on to the job (hira/config/handed_on.py): train() and
+eval_settings check again only a config that differs from every one checked here (a sweep cell the samples left out,
+a cell in its own folder).
 """
 
 from __future__ import annotations
@@ -12,22 +14,18 @@ import difflib
 from contextlib import contextmanager
 
 from hira.checkout import CONFIG_DIR
-from hira.cli import HELP_FLAGS
+from hira.cli import command_line
 from hira.errors import UserError
-
-MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def check_command_line(config_name: str, args: list[str], check) -> None:
     """Compose `config_name` with the command line's overrides and run check(cfg) on it (each sweep sample)."""
-    if any(arg.startswith("-") and arg not in MULTIRUN_FLAGS for arg in args) or any(a in HELP_FLAGS for a in args):
-        return  # --cfg, --help, --config-name, ...: Hydra's own business
-    overrides = [arg for arg in args if arg not in MULTIRUN_FLAGS]
-    if len(overrides) < len(args):  # -m
-        overrides = sweep_samples(configured_sweep(config_name, overrides) + overrides)
-    else:
-        overrides = [overrides]
-    for job in overrides:
+    line = command_line(args)
+    if line is None or line.hydra_only:
+        return  # --cfg, --help, --config-name, ... or a line Hydra's argument parser rejects: Hydra's own business
+    overrides = line.texts
+    jobs = sweep_samples(configured_sweep(config_name, overrides) + overrides) if line.multirun else [overrides]
+    for job in jobs:
         with composed(config_name, job) as cfg:
             check(cfg)
 
@@ -37,13 +35,14 @@ def configured_sweep(config_name: str, overrides: list[str]) -> list[str]:
     grid) that the command line does not set. The grid's other values are the project's own, and each job checks
     its config again; the command line's sweep values are all checked."""
     plain = [arg for arg in overrides if not parsed_override(arg).is_sweep_override()]
-    groups = [arg for arg in plain if "." not in arg.partition("=")[0]]
+    groups = [arg for arg in plain if "." not in key_of(arg)]
     try:
         params = compose_with_hydra(config_name, plain).hydra.sweeper.get("params") or {}
     except UserError:  # a bad key on the line: the experiment alone picks the grid, the samples name the key
         params = compose_with_hydra(config_name, groups).hydra.sweeper.get("params") or {}
-    given = {arg.partition("=")[0].lstrip("+~") for arg in overrides}
-    firsts = [sweep_values(f"{name}={value}")[0] for name, value in params.items() if name.lstrip("+~") not in given]
+    given = {key_of(arg) for arg in overrides}
+    declared = [f"{name}={value}" for name, value in params.items()]
+    firsts = [sweep_values(arg)[0] for arg in declared if key_of(arg) not in given]
     return [arg for arg in firsts if arg is not None]
 
 
@@ -54,7 +53,7 @@ def sweep_values(arg: str) -> list:
     if not parsed.is_sweep_override():
         return [arg]
     try:
-        return [f"{arg.partition('=')[0]}={value}" for value in parsed.sweep_string_iterator()]
+        return [f"{parsed.get_key_element()}={value}" for value in parsed.sweep_string_iterator()]
     except Exception:
         return [None]
 
@@ -117,7 +116,7 @@ def composition_error(error, config_name: str, overrides: list[str]) -> UserErro
     if key is None:
         message = str(error).partition("Config search path")[0]  # where Hydra looked: noise here
         return UserError(" ".join(message.split()))  # Hydra's message, on one line
-    given = next((o for o in overrides if o.lstrip("+~").partition("=")[0] == key), key)
+    given = next((o for o in overrides if key_of(o) == key), key)
     others = [o for o in overrides if o is not given]
     try:
         from hydra import compose, initialize_config_dir
@@ -145,6 +144,11 @@ def parsed_override(arg: str):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     return OverridesParser.create().parse_overrides([arg])[0]
+
+
+def key_of(arg: str) -> str:
+    """The key (or config group) a `key=value` argument sets, without Hydra's +, ++ or ~ and @package."""
+    return parsed_override(arg).key_or_group
 
 
 def suggestion(key: str, cfg) -> str:
@@ -177,10 +181,8 @@ def dotted_keys(tree: dict, prefix: str = ""):
 def check_launcher_config(config_name: str, args: list[str], check) -> None:
     """Under -m, check(cfg.hydra.launcher) on the composed config (the first sweep sample): a launcher that cannot
     start is one line before any cell runs. A launcher (hydra/launcher=...) that does not exist fails to compose."""
-    if not any(arg in MULTIRUN_FLAGS for arg in args) or any(arg in HELP_FLAGS for arg in args):
+    line = command_line(args)
+    if line is None or line.hydra_only or not line.multirun:
         return
-    if any(arg.startswith("-") and arg not in MULTIRUN_FLAGS for arg in args):
-        return
-    overrides = [arg for arg in args if arg not in MULTIRUN_FLAGS]
-    first = sweep_samples(overrides)[0]
+    first = sweep_samples(line.texts)[0]
     check(compose_with_hydra(config_name, first).hydra.launcher)

@@ -20,13 +20,14 @@ from hira import distributed
 from hira.adapters import merge
 from hira.checkout import CONFIG_DIR
 from hira.config.check import check_scoring, check_subsets
+from hira.config.handed_on import check_unless_handed_on
 from hira.data import formats
 from hira.data.tasks import load_task
 from hira.files import read_json, write_json_atomic
 from hira.errors import UserError
 from hira.evaluation.console import format_table
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
-from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, launched_ranks, rank_device
+from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, rank_device
 from hira.evaluation.progress import Appender, check_settings, cut_short, finish_subset, kept_outputs
 from hira.evaluation.result import write_result
 from hira.models.loading import load_adapted_model
@@ -245,7 +246,7 @@ def eval_settings(task_cfg, overrides: dict):
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
     eval_cfg.num_beams = eval_cfg.num_beams or task_cfg.num_beams
     eval_cfg.max_new_tokens = eval_cfg.max_new_tokens or task_cfg.max_new_tokens
-    check_scoring(eval_cfg)
+    check_unless_handed_on(eval_cfg, "scoring", check_scoring)  # eval.py's check phase checked its own
     return eval_cfg
 
 
@@ -316,7 +317,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     eval_cfg = eval_settings(run_cfg.task, overrides)
     chosen = [] if watch else select_checkpoints(run.checkpoints, checkpoints)  # fail before loading data
     tests = select_tests(run_cfg.task, eval_cfg)
-    if watch and launched_ranks() > 1:
+    if watch and distributed.launched_ranks() > 1:
         raise UserError("watch=true scores on one process; start it with python eval.py, not a launcher")
     device = rank_device(eval_cfg.device or run_cfg.hardware.device)
     join_ranks(device)

@@ -15,26 +15,22 @@ from hira import distributed
 from hira.errors import UserError
 
 
-def launched_ranks() -> int:
-    """The world size a launcher (deepspeed, torchrun) set for this process; 1 when started directly."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def join_ranks(device: str) -> None:
     """Join the launcher's process group (gloo on CPU, NCCL on GPUs); nothing to do for one process or a group
     training already joined."""
-    if launched_ranks() > 1 and not dist.is_initialized():
+    ranks = distributed.launched_ranks()
+    if ranks > 1 and not dist.is_initialized():
         try:
             distributed.init_distributed(device)
         except (RuntimeError, ValueError, OSError) as e:
-            raise UserError(f"cannot start {launched_ranks()} scoring ranks (rank {os.environ.get('RANK')}, "
+            raise UserError(f"cannot start {ranks} scoring ranks (rank {os.environ.get('RANK')}, "
                             f"MASTER_ADDR={os.environ.get('MASTER_ADDR')}, MASTER_PORT="
                             f"{os.environ.get('MASTER_PORT')}): {e}") from e
 
 
 def rank_device(device: str) -> str:
     """This rank's device: a bare "cuda" becomes the rank's own GPU (LOCAL_RANK)."""
-    if device == "cuda" and launched_ranks() > 1:
+    if device == "cuda" and distributed.launched_ranks() > 1:
         return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     return device
 

@@ -61,11 +61,14 @@ def pop_sweep_options(cfg: DictConfig) -> DictConfig:
 
 
 def check_sweep_cell(cfg: DictConfig) -> None:
-    """train.py's check phase: the sweep options, then the training config they leave."""
+    """train.py's check phase: the sweep options, then the training config they leave, which train() then takes as
+    checked (hira/config/handed_on.py)."""
     from hira.config.check import check_train_config
+    from hira.config.handed_on import hand_on
 
     pop_sweep_options(cfg)
     check_train_config(cfg)
+    hand_on(cfg, "train")
 
 
 def check_launcher(launcher: DictConfig) -> None:
@@ -142,7 +145,9 @@ def run_dir_given() -> bool:
     """run_dir= on the command line: the user named the folder (else under -m the cell's job folder is it)."""
     from hydra.core.hydra_config import HydraConfig
 
-    return any(o.lstrip("+~").partition("=")[0] == "run_dir" for o in HydraConfig.get().overrides.task)
+    from hira.config.command_line import key_of
+
+    return any(key_of(o) == "run_dir" for o in HydraConfig.get().overrides.task)
 
 
 def run_cell(cfg: DictConfig, options, train_and_score) -> dict:

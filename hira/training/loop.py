@@ -17,6 +17,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from hira.adapters import on_step, param_groups
 from hira.config.check import check_train_config
+from hira.config.handed_on import check_unless_handed_on
 from hira.data.tasks import load_run_inputs
 from hira.data.tokenize import tokenized_splits
 from hira.errors import UserError
@@ -189,7 +190,8 @@ def train(cfg) -> Path:
 
     With resume=auto an existing run_dir is continued from its latest checkpoint exactly as if never stopped.
     """
-    check_train_config(cfg)  # every key and input path, before anything is read or written
+    # every key and input path, before anything is read or written (train.py's check phase did, for its config)
+    check_unless_handed_on(cfg, "train", check_train_config)
     data = load_run_inputs(cfg)  # training, validation and test files: a broken one fails before the model loads
     run = start_processes(cfg)
     resume_from = start_or_resume(cfg, run)
