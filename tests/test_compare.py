@@ -321,6 +321,18 @@ def best_entry(run_dir) -> dict:
     return setting_scores(RunDir(run_dir).read_scores())["best"]
 
 
+def set_warmup(run_dir, steps: int) -> None:
+    """Make a run say it trained with another warmup: in config.yaml and in its result record (the tables and
+    hira-compare read the record's settings when it has one)."""
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("  warmup_steps: 5\n", f"  warmup_steps: {steps}\n"))
+    record = json.loads((run_dir / "result.json").read_text())
+    record["config"]["train"]["warmup_steps"] = steps
+    for block in record["scorings"].values():
+        block["fingerprint"]["train.warmup_steps"] = steps
+    (run_dir / "result.json").write_text(json.dumps(record))
+
+
 def compare_script(root, *args):
     from conftest import run_script
 
@@ -361,8 +373,7 @@ def test_compare_refusals_on_real_runs(tiny_runs, tmp_path, capsys):
     root = tmp_path / "runs"
     for name in ("default_1", "default_2", "slow_1"):
         shutil.copytree(tiny_runs / name, root / name)
-    config = root / "slow_1" / "config.yaml"
-    config.write_text(config.read_text().replace("  warmup_steps: 5\n", "  warmup_steps: 6\n"))
+    set_warmup(root / "slow_1", 6)
     assert "not named in --a/--b: train.warmup_steps;" in refused(root, "--a", "train.lr=1e-2", "--b", "train.lr=1e-9")
     shutil.rmtree(root / "slow_1")
     shutil.copytree(tiny_runs / "slow_1", root / "slow_1")

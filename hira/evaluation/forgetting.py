@@ -50,7 +50,8 @@ def mean_token_cross_entropy(model, tokenizer, text: str, window: int = WINDOW) 
         chunk = torch.tensor([ids[start:start + window]], device=device)
         if chunk.shape[1] < 2:
             continue
-        logits = model(input_ids=chunk).logits[0, :-1].float()
+        # the last len(chunk) positions: prompt tuning and P-tuning put virtual tokens before the input
+        logits = model(input_ids=chunk).logits[0, -chunk.shape[1]:-1].float()
         total += torch.nn.functional.cross_entropy(logits, chunk[0, 1:], reduction="sum").item()
         count += chunk.shape[1] - 1
     model.train(was_training)
