@@ -64,8 +64,9 @@ def test_test_records_are_parsed_once_per_unchanged_file(tmp_path):
 def test_broken_test_file_stops_train_py_before_the_model_is_built(broken_piqa, tmp_path):
     data_dir, piqa = broken_piqa
     run_dir, model_dir = tmp_path / "run", tmp_path / "tiny_not_built"
-    proc = stopped_in_process("train.py", *common_overrides(tmp_path), f"task.data_dir={data_dir}",
-                              f"model.cache_path={model_dir}", f"run_dir={run_dir}")
+    # a subprocess: the data are read in the job, after Hydra has set up its logging (not in-process)
+    proc = run_script("train.py", *common_overrides(tmp_path), f"task.data_dir={data_dir}",
+                      f"model.cache_path={model_dir}", f"run_dir={run_dir}")
     line = one_error_line(proc)
     assert line.startswith(f"error: {piqa}: invalid JSON at line ")
     assert not model_dir.exists() and not run_dir.exists()  # failed in seconds: no model built, no run folder
