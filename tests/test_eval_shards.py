@@ -173,6 +173,7 @@ def score_and_die(rank: int, port: int, run_dir: str, settings: dict) -> None:
     evaluate_run(run_dir, **settings)
 
 
+@pytest.mark.benchmark  # two launches of 2 ranks: outside CI's 15 minutes, run with pytest -m benchmark
 @pytest.mark.slow  # a deepspeed launch
 def test_a_killed_two_rank_scoring_resumes_on_two_ranks_as_one_process_scores(trained_run, tmp_path):
     """Each rank appends its shard to its own file; both die by SIGKILL in the middle of the first subset, and the

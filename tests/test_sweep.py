@@ -207,6 +207,7 @@ def test_submitit_local_runs_two_cells_at_a_time(failing_sweep, workdir):
     assert len(trained) == 3
 
 
+@pytest.mark.benchmark  # a 2-task submitit cell beside a 1-process one: outside CI's 15 minutes (pytest -m benchmark)
 @pytest.mark.slow
 def test_one_cell_as_two_submitit_tasks_matches_one_process(failing_sweep, workdir, tmp_path):
     """tasks_per_node=2: submitit starts two processes whose RANK/WORLD_SIZE/MASTER_* come from its environment; the
