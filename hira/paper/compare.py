@@ -118,8 +118,10 @@ def check_only_named(group_a: list[Run], group_b: list[Run], named: set) -> list
 
 def predictions_file(run: Run, subset: str) -> Path:
     """The prediction rows of the run's best checkpoint on one subset, under the scoring setting the run was read
-    with: predictions/<setting>/<checkpoint>/<subset>.jsonl, or predictions/<checkpoint>/<subset>.jsonl in a folder
-    scored before settings were kept. The one place that knows the layout."""
+    with: the path its result.json records; in a folder without one, predictions/<setting>/<checkpoint>/
+    <subset>.jsonl, or predictions/<checkpoint>/<subset>.jsonl when scored before settings were kept."""
+    if subset in run.predictions_files:  # the run's result record says where they are
+        return Path(run.path) / run.predictions_files[subset]
     folder = RunDir(run.path)
     current = folder.predictions(str(run.scoring_id), str(run.best_checkpoint)) / f"{subset}.jsonl"
     legacy = folder.path / PREDICTIONS_DIR / str(run.best_checkpoint) / f"{subset}.jsonl"

@@ -85,6 +85,7 @@ class Run:
     trainable_percent: float | None = None
     adapter_bytes: int | None = None            # the best checkpoint's adapter file
     has_record: bool = False                    # read from result.json (False: an older folder, read as before)
+    predictions_files: dict = field(default_factory=dict)  # {subset: rows file relative to path}, from result.json
 
     @property
     def trained(self) -> bool:
@@ -194,7 +195,8 @@ def record_best(record: dict, cfg, scoring: str | None) -> dict:
     subsets = {s: {"n": e["questions"], **{k: v for k, v in e.items() if k not in ("questions", "predictions_file")}}
                for s, e in block["subsets"].items()}
     return {**block["setting"], "scoring": name, "checkpoint": block["checkpoint"], "subsets": subsets,
-            "average": block["average"], "fingerprint": read_fingerprint(block["fingerprint"])}
+            "average": block["average"], "fingerprint": read_fingerprint(block["fingerprint"]),
+            "predictions_files": {s: e["predictions_file"] for s, e in block["subsets"].items()}}
 
 
 def read_record(run: RunDir) -> dict | None:
@@ -224,6 +226,7 @@ def read_run(run: RunDir, cfg: DictConfig, scoring: str | None = None) -> Run:
                experiment=cfg.get("experiment"), loss_on=cfg.task.get("loss_on") or "response",
                scores=scores, subsets=subsets, scoring=best.get("mode", "generate"),
                scoring_id=best.get("scoring"), best_checkpoint=best.get("checkpoint"),
+               predictions_files=best.get("predictions_files", {}),
                peak_memory_gb=spent.get("peak_memory_gb"), train_time_s=spent.get("train_time_s"),
                settings=settings if settings is not None else run_settings(cfg, best),
                synthetic=is_synthetic(cfg.task), finished_at=finished_at(run),
