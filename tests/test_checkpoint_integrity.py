@@ -13,7 +13,8 @@ from conftest import ROOT, common_overrides, distributed_env_kept
 from hydra import compose, initialize_config_dir
 
 from hira.errors import UserError
-from hira.evaluation.evaluator import evaluate_run, watch_checkpoints
+from hira.evaluation.checkpoints import watch_checkpoints
+from hira.evaluation.evaluator import evaluate_run
 from hira.run_dir import setting_scores
 from hira.training import checkpoint, resume
 from hira.training.runlog import read_metrics

@@ -401,11 +401,11 @@ def test_compare_blocks_go_under_accuracy_tables_only(monkeypatch):
     """A table whose format's scorer extracts no answer (ConvAI2's dialogue metrics) has no per-question outcomes
     to pair: --compare adds its block under the accuracy tables only."""
     from hira.paper import tables
+    from hira.paper.render import OURS, Row, Section, Table
 
     monkeypatch.setattr(tables, "block_against_reference", lambda groups, reference: ["compared"])
     monkeypatch.setattr(tables, "group_label", lambda table, row: row.method)
-    made = [tables.Table(fmt.table, fmt.title, list(fmt.columns),
-                         [tables.Section("h", "", [tables.Row(tables.OURS, "hira", "r32")])], [])
+    made = [Table(fmt.table, fmt.title, list(fmt.columns), [Section("h", "", [Row(OURS, "hira", "r32")])], [])
             for fmt in formats.FORMATS.values()]
     tables.add_comparisons(made, {"method.name": "lora"})
     compared = {table.name: table.sections[0].comparison for table in made}

@@ -14,7 +14,8 @@ from hira.data.templates import alpaca_prompt
 from hira.errors import UserError
 from hira.evaluation import evaluator
 from hira.evaluation.console import format_table
-from hira.evaluation.evaluator import score_by_loglik, score_generations, watch_checkpoints
+from hira.evaluation.checkpoints import watch_checkpoints
+from hira.evaluation.evaluator import score_by_loglik, score_generations
 from hira.evaluation.generation import completion_logliks, generate
 from hira.scoring import metrics
 from hira.scoring.metrics import BertScoreConfig, accuracy_summary, dialogue_metrics

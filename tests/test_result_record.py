@@ -1,5 +1,5 @@
 """result.json, a run's result record (hira/evaluation/result.py), the tables built from it, the Pareto plots
-(hira/paper/pareto.py) and the forgetting measure (hira/evaluation/forgetting.py).
+(hira/paper/figures.py) and the forgetting measure (hira/evaluation/forgetting.py).
 
 The record through train.py and eval.py is checked inside the tests that already run them (test_train_e2e.py,
 test_eval_models.py) with check_record below; here the fast, hand-written cases."""
@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 from test_tables import SUBSETS, TABLE1, ours, table_sections, write_run
 
 from hira.evaluation.forgetting import WINDOW
-from hira.evaluation.result import RESULT_FORMAT, thawed_settings
-from hira.paper.pareto import pareto_front, section_points
+from hira.evaluation.result import N_QUESTIONS, RESULT_FORMAT, thawed_settings
+from hira.paper.figures import pareto_front, section_points
 from hira.paper.runs import best_entry, read_scores, run_settings
 from hira.paper.tables import make_tables
 from hira.run_dir import RunDir
@@ -112,7 +112,7 @@ def test_tables_read_the_records_and_name_the_folders_without_one(tmp_path):
     rows = {r["method"]: r for r in ours(table_sections(report.markdown, TABLE1)["tiny, task synthetic"])}
     cells = ("Avg.", "trainable %", "adapter size", "n")
     # the record's numbers, not scores.json's 50.00
-    assert [rows["lora"][c] for c in cells] == ["75.00 ± 0.00", "0.4 ± 0", "2.5 MB ± 0 B", "2"]
+    assert [rows["lora"][c] for c in cells] == ["75.00 ± 0.00", "0.4", "2.5 MB", "2"]  # no "± 0" for a fixed size
     assert [rows["hira"][c] for c in cells] == ["60.00", "—", "—", "1"]  # read as before; it has no adapter file
     assert report.without_record == [f"no result.json in 1 run folder(s), read from scores.json and metrics.jsonl: "
                                      f"{old}"]
@@ -120,6 +120,19 @@ def test_tables_read_the_records_and_name_the_folders_without_one(tmp_path):
     assert png in report.written and pdf in report.written
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
     assert json.loads((tmp_path / "lora_s1" / "result.json").read_text())["cost"]["adapter_bytes"] == 2_500_000
+
+
+def test_a_record_from_before_the_questions_key_was_renamed_groups_with_a_new_one(tmp_path):
+    # result.json of format 1 written before the rename keeps the questions per subset under "n q"
+    for seed in (1, 2):
+        write_record(write_run(tmp_path / f"lora_s{seed}", ["method=lora"], seed=seed), 0.5 + seed / 10, 0.4, 1000)
+    old = tmp_path / "lora_s1" / "result.json"
+    record = json.loads(old.read_text())
+    fingerprint = record["scorings"]["generate_b4_t8"]["fingerprint"]
+    fingerprint["n q"] = fingerprint.pop(N_QUESTIONS)
+    old.write_text(json.dumps(record))
+    rows = ours(table_sections(make_tables(tmp_path).markdown, TABLE1)["tiny, task synthetic"])
+    assert [(r["method"], r["setting"], r["n"], r["Avg."]) for r in rows] == [("lora", "", "2", "65.00 ± 7.07")]
 
 
 def test_one_point_per_group_with_the_seeds_spread(tmp_path):

@@ -88,14 +88,17 @@ def age(folder, seconds):
 
 
 def table_sections(markdown: str, title: str) -> dict[str, list[dict]]:
-    """{section heading: rows as {header: cell}} of one table of tables.md."""
+    """{section heading: rows as {header: cell}} of one table of tables.md; a setting shown as a tag (S1) is
+    read back through the section's legend ("- S1: max_steps 2, ...")."""
     text = markdown.split(f"### {title}\n")[1].split("\n### ")[0].split("\n## ")[0]
     sections = {}
     for block in text.split("\n**")[1:]:
         heading = block.split("**")[0]
         lines = [[c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
                  for line in block.splitlines() if line.startswith("|")]
-        sections[heading] = [dict(zip(lines[0], cells)) for cells in lines[2:]]
+        legend = dict(re.findall(r"^- (S\d+): (.*)$", block, re.M))
+        rows = [dict(zip(lines[0], cells)) for cells in lines[2:]]
+        sections[heading] = [{**row, "setting": legend.get(row["setting"], row["setting"])} for row in rows]
     return sections
 
 
@@ -154,17 +157,17 @@ def test_unlike_runs_are_separate_labelled_rows_and_each_seed_counts_once(demo_f
     ran = ours(rows)
     # three settings of HiRA r32: labelled by the two settings they differ in, never pooled
     assert [(r["method"], r["r"], r["setting"], r["n"]) for r in ran] == [
-        ("hira", "r32", "max_steps -1, n q 2/subset", "1"),
-        ("hira", "r32", "max_steps -1, n q 50/subset", "2"),
-        ("hira", "r32", "max_steps 2, n q 2/subset", "2"),
+        ("hira", "r32", "max_steps -1, questions 2/subset", "1"),
+        ("hira", "r32", "max_steps -1, questions 50/subset", "2"),
+        ("hira", "r32", "max_steps 2, questions 2/subset", "2"),
     ]
-    demo = find(rows, setting="max_steps -1, n q 50/subset")
+    demo = find(rows, setting="max_steps -1, questions 50/subset")
     mean, std = statistics.mean([66.5, 70.5]), statistics.stdev([66.5, 70.5])  # 68.50 ± 2.83
     assert {h: demo[h] for h in [*HEADERS, "Avg."]} == {h: f"{mean:.2f} ± {std:.2f}" for h in [*HEADERS, "Avg."]}
     # the smoke group: seed 42 twice (the newer scored 50 %) and seed 7 (0 %): n = 2 distinct seeds, not 3
-    smoke = find(rows, setting="max_steps 2, n q 2/subset")
+    smoke = find(rows, setting="max_steps 2, questions 2/subset")
     assert smoke["BoolQ"] == f"25.00 ± {statistics.stdev([50.0, 0.0]):.2f}"
-    assert find(rows, setting="max_steps -1, n q 2/subset")["Avg."] == "100.00"
+    assert find(rows, setting="max_steps -1, questions 2/subset")["Avg."] == "100.00"
     # the paper: one reference row, no Δ anywhere (tiny model, synthetic questions)
     assert [r for r in rows if not r["n"]] == [{"method": "hira", "r": "r32", "setting": "paper (Llama-3-8B)",
                                                 "n": "", **{h: f"{v:.2f}" for h, v in
@@ -234,11 +237,11 @@ def test_paper_is_compared_only_in_its_setting(tmp_path):
     assert list(sections) == ["llama3_8b, task commonsense", "llama3_8b, task synthetic", "tiny, task commonsense"]
     real = sections["llama3_8b, task commonsense"]
     assert [(r["setting"], r["n"]) for r in real] == [
-        ("max_steps -1, n q 10/subset", "1"),
-        ("max_steps -1, n q arc_c 1172 arc_e 2376 boolq 3270 hellaswag 10042 obqa 500 piqa 1838 siqa 1954 "
+        ("max_steps -1, questions 10/subset", "1"),
+        ("max_steps -1, questions arc_c 1172 arc_e 2376 boolq 3270 hellaswag 10042 obqa 500 piqa 1838 siqa 1954 "
          "winogrande 1267", "2"),
         ("Δ vs paper", ""),
-        ("max_steps 100, n q arc_c 1172 arc_e 2376 boolq 3270 hellaswag 10042 obqa 500 piqa 1838 siqa 1954 "
+        ("max_steps 100, questions arc_c 1172 arc_e 2376 boolq 3270 hellaswag 10042 obqa 500 piqa 1838 siqa 1954 "
          "winogrande 1267", "1"),
         ("paper (Llama-3-8B)", ""),
     ]
@@ -248,13 +251,35 @@ def test_paper_is_compared_only_in_its_setting(tmp_path):
                                                           zip([*HEADERS, "Avg."], PAPER_HIRA_R32)}
     note = section_note(markdown, TABLE1, "llama3_8b, task commonsense")
     assert note.startswith("Δ vs paper: mean − the paper's number, under each group in the paper's setting")
-    assert "max_steps 100 (paper -1)" in note and "not the whole test sets (n q 10/subset)" in note
+    assert "max_steps 100 (paper -1)" in note and "not the whole test sets (questions 10/subset)" in note
     # the paper's model on synthetic questions, the tiny model on the real ones: reference rows only, no Δ
     for heading, reason in (("llama3_8b, task synthetic", "synthetic task synthetic"),
                             ("tiny, task commonsense", "model tiny")):
         rows = sections[heading]
         assert [r["setting"] for r in rows] == ["", "paper (Llama-3-8B)"]
         assert section_note(markdown, TABLE1, heading).endswith(f"not the paper's setting: {reason}.")
+
+
+def test_long_settings_are_tags_spelled_out_under_the_section(tmp_path):
+    # a setting too long for a cell: every group of the section shows a tag, the legend under it spells it out
+    write_run(tmp_path / "full", PAPER_RUN, seed=1, accuracy=0.70, n=FULL)
+    write_run(tmp_path / "short", PAPER_RUN + ["train.max_steps=100"], seed=1, accuracy=0.30, n=FULL)
+    write_run(tmp_path / "limited", PAPER_RUN, seed=1, accuracy=0.60, n=10)
+    report = make_tables(tmp_path)
+    block = report.markdown.split("**llama3_8b, task commonsense**")[1].split("\n**")[0]
+    lines = [[c.strip() for c in line.split("|")] for line in block.splitlines() if line.startswith("| ")]
+    cells = [line[lines[0].index("setting")] for line in lines[1:]]
+    assert cells == ["S1", "S2", "Δ vs paper", "S3", "paper (Llama-3-8B)"]
+    full = "questions " + " ".join(f"{s} {FULL[s]}" for s in sorted(FULL))
+    assert re.findall(r"^- (S\d): (.*)$", block, re.M) == [
+        ("S1", "max_steps -1, questions 10/subset"), ("S2", f"max_steps -1, {full}"), ("S3", f"max_steps 100, {full}")]
+    assert f"max_steps 100, {full}".replace("_", r"\_") in (tmp_path / "tables.tex").read_text()
+    # short settings stay in their cells
+    short = tmp_path / "short_only"
+    write_run(short / "a", ["train.max_steps=2"], seed=1)
+    write_run(short / "b", ["train.max_steps=3"], seed=1)
+    text = make_tables(short).markdown
+    assert "| max_steps 2 |" in text and "| max_steps 3 |" in text and "- S1:" not in text
 
 
 def test_methods_nobody_ran_are_listed_only_with_paper_grid(tmp_path):

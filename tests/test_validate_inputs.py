@@ -7,7 +7,7 @@ import pytest
 from conftest import common_overrides, compose_config, run_script, stopped_in_process
 
 from hira.errors import UserError, report_user_errors
-from hira.training import checkpoint
+from hira.evaluation.checkpoints import select_checkpoints
 
 
 def config(*overrides):
@@ -150,7 +150,7 @@ def test_no_checkpoints_yet_says_so(tmp_path, events, status):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     for which in ("all", "best", "step_4"):
         with pytest.raises(UserError) as err:
-            checkpoint.select_checkpoints(tmp_path / "checkpoints", which)
+            select_checkpoints(tmp_path / "checkpoints", which)
         assert str(err.value).startswith(f"checkpoints={which}: run {tmp_path} has no checkpoints yet; {status}")
         assert "\n" not in str(err.value)
 

@@ -74,16 +74,16 @@ def inner(node: dict, defs: dict) -> dict:
     return followed(options[0], defs) if len(options) == 1 else node
 
 
-def describe(node: dict, defs: dict) -> str:
+def valid_values(node: dict, defs: dict) -> str:
     """What is valid for a key, as an error message says it, from its JSON schema."""
     node = followed(node, defs)
     if "anyOf" in node:
-        options = [describe(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
+        options = [valid_values(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
         return " or ".join(options + ["null"] * (len(options) < len(node["anyOf"])))
     if "enum" in node or "const" in node:
         return ", ".join(show(choice) for choice in node.get("enum", [node.get("const")]))
     if node.get("type") == "array":
-        return f"a list of {describe(node['items'], defs)}"
+        return f"a list of {valid_values(node['items'], defs)}"
     if node.get("type") == "object":
         return f"a mapping with keys {', '.join(node['properties'])}" if "properties" in node else "a mapping"
     bounds = " and ".join(f"{sign} {node[name]}" for name, sign in BOUNDS.items() if name in node)
@@ -111,10 +111,10 @@ def one_line(error: dict, top: dict, prefix: str) -> str:
         hint = f"did you mean {section + '.' if section else ''}{close[0]}? " if close else ""
         return f"{key}: unknown key; {hint}valid keys{' of ' + section if section else ''}: {', '.join(declared)}"
     if error["type"] == "missing":
-        return f"{key} is missing; valid: {describe(node, defs)}"
+        return f"{key} is missing; valid: {valid_values(node, defs)}"
     if isinstance(error.get("ctx", {}).get("error"), schema.ValueProblem):  # the check says what is valid
         return f"{key}={show(error['input'])}: {error['ctx']['error']}"
-    return f"{key}={show(error['input'])}: valid: {describe(node, defs)}"
+    return f"{key}={show(error['input'])}: valid: {valid_values(node, defs)}"
 
 
 def resolved(node, prefix: str):

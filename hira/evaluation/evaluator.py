@@ -33,7 +33,8 @@ from hira.evaluation.result import write_result
 from hira.models.loading import load_adapted_model
 from hira.scoring.metrics import BertScoreConfig, mean_accuracy
 from hira.run_dir import RunDir, own_scoring, scoring_id, scoring_setting
-from hira.training.checkpoint import MANIFEST_FILE, list_checkpoints, load_adapter, select_checkpoints, verify
+from hira.evaluation.checkpoints import select_checkpoints, wait_for_config, watch_checkpoints
+from hira.training.checkpoint import MANIFEST_FILE, load_adapter
 
 log = logging.getLogger(__name__)
 
@@ -207,40 +208,14 @@ def evaluate_checkpoint(model, tokenizer, run: RunDir, run_cfg, ckpt: Path, test
     return score_model(model, tokenizer, tests, eval_cfg, out_dir, checkpoint_digest(ckpt))
 
 
-def watch_checkpoints(run_dir: Path, score, already_scored=(), poll_s: float = 30, timeout_s: float | None = None):
-    """Call score(ckpt) for each intact checkpoint as it appears; return the scored names once training has finished.
-
-    A damaged checkpoint is skipped with one warning; it is checked again on later polls, since a resumed run
-    moves it aside and writes that step anew."""
-    run, scored, started = RunDir(run_dir), list(already_scored), time.monotonic()
-    damaged = {}  # name -> what was wrong with it when last checked
-    while True:
-        finished = run.training_ended()  # read before listing: the last checkpoint is saved before "end"
-        for ckpt in list_checkpoints(run.checkpoints):
-            if ckpt.name in scored:
-                continue
-            problem = verify(ckpt)
-            if problem is None:
-                score(ckpt)
-                scored.append(ckpt.name)
-            elif damaged.get(ckpt.name) != problem:
-                log.warning("watch: skipping checkpoint %s, it is damaged (%s)", ckpt, problem)
-            damaged[ckpt.name] = problem
-        if finished:
-            return scored
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            raise UserError(f"watch: training in {run_dir} has not finished after {timeout_s} s "
-                            f"(no \"end\" event in metrics.jsonl); raise watch_timeout_s or check the run")
-        time.sleep(poll_s)
-
-
-EVAL_KEYS = ("batch_size", "num_beams", "max_new_tokens", "subsets", "limit", "device")
+# configs/eval.yaml's top-level scoring options (its `eval:` section adds mode, engine, bertscore, forgetting_text)
+SCORING_OPTIONS = ("batch_size", "num_beams", "max_new_tokens", "subsets", "limit", "device")
 
 
 def eval_settings(task_cfg, overrides: dict):
     """The settings of configs/eval.yaml (their one home) with `overrides`; null beams and tokens: the task's."""
     defaults = OmegaConf.load(CONFIG_DIR / "eval.yaml")
-    eval_cfg = OmegaConf.create({**{k: defaults[k] for k in EVAL_KEYS}, "mode": defaults.eval.mode,
+    eval_cfg = OmegaConf.create({**{k: defaults[k] for k in SCORING_OPTIONS}, "mode": defaults.eval.mode,
                                  "engine": defaults.eval.engine, "bertscore": defaults.eval.bertscore,
                                  "forgetting_text": defaults.eval.forgetting_text})
     eval_cfg.merge_with({k: v for k, v in overrides.items() if v is not None})
@@ -291,16 +266,6 @@ def set_best(block: dict, name: str) -> None:
 
 def print_scores(where, name: str, scores: dict, eval_cfg) -> None:
     print(f"\n{where} [{name}] {scoring_id(setting_of(eval_cfg))}\n{format_table(scores)}", flush=True)
-
-
-def wait_for_config(config_file: Path, watch: bool, poll_s: float, timeout_s: float | None) -> None:
-    started = time.monotonic()
-    while watch and not config_file.is_file():
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            break
-        time.sleep(poll_s)
-    if not config_file.is_file():
-        raise UserError(f"run_dir={config_file.parent} has no config.yaml; point run_dir at a folder made by train.py")
 
 
 def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = False, poll_s: float = 30,

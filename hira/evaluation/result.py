@@ -10,8 +10,6 @@ scoring process knows (its wall time, the forgetting measurement) is carried ove
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import OmegaConf
 
 from hira import distributed
@@ -26,8 +24,9 @@ from hira.training.checkpoint import MANIFEST_FILE
 from hira.training.cost import cost
 
 RESULT_FORMAT = 1
-N_QUESTIONS = "n q"        # fingerprint key: {subset: questions scored} of the best checkpoint's scores
-EVAL_KEYS = {"mode": "eval.mode", "num_beams": "eval.num_beams"}  # how it was scored: its scoring setting
+N_QUESTIONS = "eval.questions"  # fingerprint key: {subset: questions scored} of the best checkpoint's scores
+RENAMED = {"n q": N_QUESTIONS}  # fingerprint keys records written before a rename hold: old -> new
+SCORED_AS = {"mode": "eval.mode", "num_beams": "eval.num_beams"}  # how it was scored: its scoring setting
 
 
 # --- the fingerprint the tables group by ---------------------------------------------------------------------------
@@ -38,7 +37,7 @@ def fingerprint(cfg, best: dict) -> dict:
     settings = result_settings(cfg)
     if best:
         settings[N_QUESTIONS] = frozen({s: summary.get("n") for s, summary in best["subsets"].items()})
-        settings.update({name: best.get(key) for key, name in EVAL_KEYS.items()})
+        settings.update({name: best.get(key) for key, name in SCORED_AS.items()})
     return settings
 
 
@@ -53,7 +52,8 @@ def refrozen(value):
 
 
 def read_fingerprint(stored: dict) -> dict:
-    return {key: refrozen(value) for key, value in stored.items()}
+    """A fingerprint as result.json stores it, under today's key names."""
+    return {RENAMED.get(key, key): refrozen(value) for key, value in stored.items()}
 
 
 # --- building the record -------------------------------------------------------------------------------------------

@@ -79,7 +79,8 @@ def newest_per_seed(runs: list[Run]) -> list[Run]:
     return [by_seed[seed] for seed in sorted(by_seed, key=lambda s: (s is None, s))]
 
 
-def describe(pairs: dict) -> str:
+def selection_text(pairs: dict) -> str:
+    """{key: value} of --a/--b as the command line gave them: "method.name=hira train.lr=0.0002"."""
     return " ".join(f"{k}={v}" for k, v in pairs.items())
 
 
@@ -89,10 +90,10 @@ def select_group(runs: list[Run], pairs: dict, name: str) -> list[Run]:
     if not chosen:
         unknown = [k for k in pairs if not any(k in run.settings for run in runs)]
         hint = f"; no run has the setting {', '.join(unknown)}" if unknown else ""
-        raise UserError(f"group {name} ({describe(pairs)}): no finished run matches among {len(runs)}{hint}")
+        raise UserError(f"group {name} ({selection_text(pairs)}): no finished run matches among {len(runs)}{hint}")
     spread = sorted({key for run in chosen for key in differing_keys(chosen[0].settings, run.settings)})
     if spread:
-        raise UserError(f"group {name} ({describe(pairs)}) holds runs of different settings, differing in "
+        raise UserError(f"group {name} ({selection_text(pairs)}) holds runs of different settings, differing in "
                         f"{', '.join(spread)}; add those keys to --{name.lower()}")
     return newest_per_seed(chosen)
 
@@ -182,8 +183,8 @@ class Report:
         return {name: result.as_dict() for name, result in self.results.items()}
 
     def table(self) -> str:
-        lines = [f"A: {describe(self.a)} ({len(self.group_a)} seeds: {seeds(self.group_a)})",
-                 f"B: {describe(self.b)} ({len(self.group_b)} seeds: {seeds(self.group_b)})",
+        lines = [f"A: {selection_text(self.a)} ({len(self.group_a)} seeds: {seeds(self.group_a)})",
+                 f"B: {selection_text(self.b)} ({len(self.group_b)} seeds: {seeds(self.group_b)})",
                  f"settings that differ: {', '.join(self.differing)}",
                  "B − A in accuracy points; 95 % interval from the paired hierarchical bootstrap; "
                  "p_holm: Holm across the subsets (the average is not in the family)", ""]
@@ -223,7 +224,7 @@ def compare(root: Path, a: dict, b: dict, scoring: str | None = None, seed: int 
             resamples: int = paired.RESAMPLES) -> Report:
     """Group A against group B under root: hira-compare's work, nothing written."""
     if a.keys() == b.keys() and not differing_keys(a, b):
-        raise UserError(f"--a and --b select the same runs ({describe(a)}); give B a different value")
+        raise UserError(f"--a and --b select the same runs ({selection_text(a)}); give B a different value")
     if resamples < 100:
         raise UserError(f"--resamples {resamples}: use at least 100 (default {paired.RESAMPLES})")
     runs = finished_runs(Path(root), scoring)
@@ -243,10 +244,10 @@ def block_against_reference(groups: list[tuple[str, list[Run]]], reference: dict
     if not groups or not accuracy_subsets(groups[0][1]):
         return []
     if len(chosen) != 1:
-        return [f"_Paired comparison: {len(chosen)} groups in this section hold {describe(reference)}; "
+        return [f"_Paired comparison: {len(chosen)} groups in this section hold {selection_text(reference)}; "
                 f"it needs exactly one reference group._", ""]
     ref_label, ref_runs = chosen[0]
-    lines = [f"Paired comparison with the reference {ref_label} ({describe(reference)}): group − reference on the "
+    lines = [f"Paired comparison with the reference {ref_label} ({selection_text(reference)}): group − reference on the "
              f"average, points, 95 % paired hierarchical bootstrap interval; subsets: those significant after Holm.",
              "", "| group | diff | 95 % CI | p | subsets significant | seeds ref/group |", "|---|---|---|---|---|---|"]
     for label, runs in groups:

@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hira.adapters.params import method_params
 from hira.errors import UserError
-from hira.evaluation.result import EVAL_KEYS, N_QUESTIONS, RESULT_FORMAT, fingerprint, read_fingerprint
+from hira.evaluation.result import RESULT_FORMAT, fingerprint, read_fingerprint
 from hira.files import read_json
 from hira.training.cost import cost
 from hira.run_dir import CONFIG_FILE, MODES, SCORING_ID, RunDir, own_scoring, scoring_id, scoring_setting

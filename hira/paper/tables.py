@@ -4,7 +4,7 @@ their own.
 Runs average together only when their settings are equal (hira/paper/runs.py: the resolved config.yaml minus the
 keys that cannot change a score, plus the questions scored); a group keeps one run per seed, the newest. Each
 table has one section per (model, task). Where the groups of a section differ in a setting, the "setting" column
-names each group's value of it. The paper's rows close each section, once: a "Δ vs paper" row under a group
+names each group's value of it (a short tag, spelled out under the section, where one would be long). The paper's rows close each section, once: a "Δ vs paper" row under a group
 compares with them only where the group's setting is the paper's (numbers.yaml's `setting`); elsewhere they are
 a reference. A column a run did not score shows "—", never a zero.
 """
@@ -12,24 +12,22 @@ a reference. A column a run did not score shows "—", never a zero.
 from __future__ import annotations
 
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from hira.adapters import all_methods
 from hira.data import formats
 from hira.errors import UserError
-from hira.paper.lr_sweep import TuningRun, choose, chosen_runs, tuning_runs
+from hira.evaluation.result import N_QUESTIONS, SCORED_AS
 from hira.paper.compare import block_against_reference
-from hira.paper.pareto import plot_pareto
-from hira.paper.runs import N_QUESTIONS, Run, Skipped, find_runs
+from hira.paper.figures import plot_pareto, plot_rank_sweep
+from hira.paper.lr_sweep import TuningRun, choose, chosen_runs, tuning_runs
+from hira.paper.render import DELTA, OURS, PAPER, LABELS, Row, Section, Table, cell_stats, label_cells, to_latex, \
+    to_markdown
+from hira.paper.runs import Run, Skipped, find_runs
+from hira.paper.setting import MODEL_NAMES, REFERENCE_MODEL, UNSET, basic_gaps, detail_gaps, \
+    load_paper_numbers, paper_gaps, setting_text, table_format, task_table
 
-NUMBERS_FILE = Path(__file__).with_name("numbers.yaml")
-MISSING = "—"
-REFERENCE_MODEL = "llama3_8b"
-MODEL_NAMES = {"llama3_8b": "Llama-3-8B", "llama2_7b": "Llama-2-7B"}
 # The paper's row order, then the registered methods it does not list, alphabetically.
 PAPER_ORDER = ["base", "full", "prompt_tuning", "p_tuning", "lora", "dora", "vera", "mora", "rasa", "lora_dash",
                "hira_rand", "hilora", "hira"]
@@ -44,7 +42,6 @@ COLUMNS = {
     "table12": [("peak_memory_gb", "Peak memory (GB)"), ("train_time_s", "Train time")],
 }
 COST_COLUMNS = [("trainable_percent", "trainable %"), ("adapter_bytes", "adapter size")]  # Table 1's cost columns
-RUN_ATTRIBUTES = {"peak_memory_gb", "train_time_s", *(key for key, _ in COST_COLUMNS)}  # columns read off the run
 TASK_TABLES = sorted(fmt.table for fmt in formats.FORMATS.values())  # one per format: table1, table2, table3
 TITLES = {
     **{fmt.table: fmt.title for fmt in formats.FORMATS.values()},
@@ -53,61 +50,16 @@ TITLES = {
     "table6": "Table 6: HiLoRA, ΔW = W0⊙(B1A1) + B2A2, r1 + r2 = 32",
     "table12": "Table 12: peak memory and training time",
 }
-COMMONSENSE_TABLES = ("table4", "table5", "table6")  # ablations on Table 1's task
-
-# Row kinds: a group of our runs, its difference from the paper's row, the paper's row.
-OURS, DELTA, PAPER = "ours", "delta", "paper"
-
-
-def load_paper_numbers(path: Path = NUMBERS_FILE) -> dict:
-    return yaml.safe_load(Path(path).read_text())
-
-
-def task_table(run: Run) -> str | None:
-    """Which main table a scored run belongs to: its test subsets' format's (the first registered one's, if it was
-    scored on subsets of two formats)."""
-    scored = {fmt.name for s in run.subsets if (fmt := formats.subset_format(s))}
-    return next((fmt.table for fmt in formats.FORMATS.values() if fmt.name in scored), None)
-
-
-def table_format(table: str):
-    """The task format a score table reports (Tables 4-6 are ablations on Table 1's task)."""
-    table = "table1" if table in COMMONSENSE_TABLES else table
-    return next(fmt for fmt in formats.FORMATS.values() if fmt.table == table)
 
 
 # --- settings as the reader sees them ---------------------------------------------------------------------
-
-UNSET = "unset"  # a setting a run's config does not have (written before the key existed)
-
-
-def fmt_setting(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return "[" + ", ".join(fmt_setting(v) for v in value) + "]"
-    return str(value)
-
-
-def describe(key: str, value) -> str:
-    """ "max_steps 2", "n q 2/subset", "task.data_dir data/synthetic_mini": one setting, as a label names it."""
-    if key == N_QUESTIONS and value != UNSET:
-        counts = dict(value)
-        if len(set(counts.values())) == 1:
-            return f"n q {next(iter(counts.values()))}/subset"
-        return "n q " + " ".join(f"{subset} {n}" for subset, n in counts.items())
-    return f"{key.removeprefix('train.')} {fmt_setting(value)}"
-
 
 # Settings the table shows elsewhere: the section (model, task), the method and r columns, and the label columns.
 ROW_KEYS = {"model.name", "task.name", "method.name", "method.params.r", "method.params.r1", "method.params.r2"}
 COLUMN_KEYS = {"modules": "method.target_modules", "lr": "train.lr", "batch": "train.global_batch_size",
                "loss_on": "task.loss_on", "scoring": "eval.mode"}
-SCORING_KEYS = (N_QUESTIONS, "eval.mode", "eval.num_beams")  # how a run was scored: named last in a label
+SCORING_KEYS = (N_QUESTIONS, *SCORED_AS.values())  # how a run was scored: named last in a label
+LONG_SETTING = 40  # characters: a section with a longer setting shows tags (S1, S2, ...) and a legend under it
 TRAINING_KEYS = ("train.", "data.")  # settings only a training run has (a scoring-only run is not compared on them)
 
 
@@ -131,65 +83,23 @@ def label_settings(rows: list[Row], shown: list[str]) -> None:
     """Each group's `setting`: the settings its section's groups differ in, with its own values."""
     hidden = ROW_KEYS | {COLUMN_KEYS[k] for k in shown if k in COLUMN_KEYS}
     for row in rows:
-        row.setting = ", ".join(describe(key, row.first.settings.get(key, UNSET))
+        row.setting = ", ".join(setting_text(key, row.first.settings.get(key, UNSET))
                                 for key in differing_keys(row, rows, hidden))
 
 
-# --- the paper's setting ----------------------------------------------------------------------------------
-
-def basic_gaps(run: Run, table: str, paper: dict) -> list[str]:
-    """What makes a run incomparable with the paper's numbers whatever its schedule: model, data, machine."""
-    gaps = []
-    if run.model not in paper.get(table, {}):
-        gaps.append(f"model {run.model}")
-    if run.synthetic:
-        gaps.append(f"synthetic task {run.task}")
-    if table == "table12":
-        gaps.append("time and memory depend on the machine; the paper's ran on one A100 80G, batch 72, 3 epochs")
-    return gaps
-
-
-def paper_gaps(run: Run, table: str, paper: dict) -> list[str]:
-    """Every way the run's setting differs from the paper's ([]: the paper's setting)."""
-    return basic_gaps(run, table, paper) + detail_gaps(run, table, paper)
-
-
-def detail_gaps(run: Run, table: str, paper: dict) -> list[str]:
-    """How a run on the paper's model and data differs from the paper's test sets and schedule."""
-    if table == "table12":
+def tag_settings(rows: list[Row]) -> list[str]:
+    """Where a setting is too long for a cell, each distinct setting of the (ordered) rows gets a tag, S1, S2, ...,
+    in order of first appearance: the rows show the tag, the returned legend lines spell each one out."""
+    settings = unique(row.setting for row in rows if row.setting)
+    if all(len(setting) <= LONG_SETTING for setting in settings):
         return []
-    setting, fmt = paper["setting"], table_format(table)
-    gaps = []
-    scored = dict(run.settings.get(N_QUESTIONS, ()))
-    if any(scored.get(s) != setting["test_questions"].get(s) for s in fmt.subsets):
-        gaps.append(f"not the whole test sets ({describe(N_QUESTIONS, scored.items()) if scored else 'none'})")
-    if not run.trained:
-        return gaps + ["not trained (scoring only)"]
-    schedule = {**setting["schedule"], "train.epochs": setting["epochs"][fmt.name],
-                "task.max_new_tokens": setting["max_new_tokens"][fmt.name]}
-    for key, want in schedule.items():
-        got = run.settings.get(key)
-        if key not in run.settings or got != want:
-            gaps.append(f"{describe(key, got)} (paper {fmt_setting(want)})")
-    return gaps
+    tags = {setting: f"S{i}" for i, setting in enumerate(settings, 1)}
+    for row in rows:
+        row.tag = tags.get(row.setting, "")
+    return [f"{tag}: {setting}" for setting, tag in tags.items()]
 
 
 # --- rows -------------------------------------------------------------------------------------------------
-
-@dataclass
-class Row:
-    kind: str                                   # OURS, DELTA or PAPER
-    method: str
-    params: str
-    runs: list = field(default_factory=list)    # OURS: one run per seed
-    values: dict = field(default_factory=dict)  # DELTA and PAPER: column -> number
-    setting: str = ""                           # OURS: its settings that differ from its section's other groups;
-                                                # DELTA, PAPER: what the row is
-
-    @property
-    def first(self) -> Run | None:
-        return self.runs[0] if self.runs else None
-
 
 @dataclass(frozen=True)
 class Repeat:
@@ -247,20 +157,6 @@ def row_order(row: Row) -> tuple:
             (run.batch or 0) if run else 0, loss_on, row.setting)  # a method's response and full rows side by side
 
 
-def cell_stats(row: Row, key: str) -> tuple[float | None, float | None]:
-    """(mean, sample std) over the row's seeds that have the column; std is None for a single seed."""
-    values = [v for r in row.runs if (v := run_value(r, key)) is not None]
-    if not values:
-        return None, None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def run_value(run: Run, key: str):
-    if key in RUN_ATTRIBUTES:
-        return getattr(run, key)
-    return run.scores.get(key)
-
-
 def delta_row(row: Row, paper_scores: dict) -> Row:
     means = {key: cell_stats(row, key)[0] for key in paper_scores}
     differences = {key: mean - paper_scores[key] for key, mean in means.items() if mean is not None}
@@ -268,27 +164,6 @@ def delta_row(row: Row, paper_scores: dict) -> Row:
 
 
 # --- sections and tables ----------------------------------------------------------------------------------
-
-@dataclass
-class Section:
-    heading: str
-    note: str
-    rows: list
-    comparison: list = field(default_factory=list)  # Markdown lines of --compare's block (hira/paper/compare.py)
-
-
-@dataclass
-class Table:
-    name: str
-    title: str
-    columns: list                      # (key, header)
-    sections: list                     # [Section]
-    label_keys: list                   # run attributes shown as label columns beside method and r
-
-
-LABELS = {"modules": "modules", "lr": "lr", "batch": "batch", "hardware": "hardware", "loss_on": "loss on",
-          "scoring": "scoring"}
-
 
 def varying(rows: list[Row], keys) -> list[str]:
     """The label attributes that differ between the rows' runs (shown as columns only then)."""
@@ -333,7 +208,7 @@ def finish_section(table: str, model: str, task: str, ours: list[Row], shown: li
     rows += sorted((Row(PAPER, method, params, values=paper_rows[(method, params)], setting=source)
                     for method, params in shown_paper), key=row_order)
     note = section_note(table, ours, compared, paper_model, paper) if shown_paper else ""
-    return Section(f"{model}, task {task}", note, rows)
+    return Section(f"{model}, task {task}", note, rows, legend=tag_settings(ours))
 
 
 def make_table(name: str, runs: list[Run], columns: list, label_keys: list, paper: dict, paper_grid: bool,
@@ -382,116 +257,9 @@ def build_tables(runs: list[Run], paper: dict | None = None, paper_grid: bool = 
     return tables, list({r.used.path: r for r in repeats}.values())  # a run can sit in two tables
 
 
-# --- cells ------------------------------------------------------------------------------------------------
-
-def fmt_duration(seconds: float) -> str:
-    """15h00m56s like the paper; short runs in minutes or seconds."""
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    if seconds >= 3600:
-        h, rest = divmod(round(seconds), 3600)
-        return f"{sign}{h}h{rest // 60:02d}m{rest % 60:02d}s"
-    if seconds >= 60:
-        m, s = divmod(round(seconds), 60)
-        return f"{sign}{m}m{s:02d}s"
-    return f"{sign}{seconds:.1f}s"
-
-
-def fmt_bytes(size: float) -> str:
-    """1.2 MB, 26.6 kB, 512 B (decimal units, as a file listing shows them)."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(size) >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size:.0f} B"
-
-
-def fmt_value(key: str, value: float, signed: bool = False) -> str:
-    if key == "adapter_bytes":
-        return fmt_bytes(value)
-    if key == "trainable_percent":
-        return f"{value:.3g}"
-    if key == "train_time_s":
-        return ("+" if signed and value >= 0 else "") + fmt_duration(value)
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
-
-
-def cell(row: Row, key: str) -> str:
-    """OURS: "mean ± std" (one seed: the value); PAPER: the paper's number; DELTA: the signed difference."""
-    if row.kind == OURS:
-        mean, std = cell_stats(row, key)
-        if mean is None:
-            return MISSING
-        return fmt_value(key, mean) + ("" if std is None else f" ± {fmt_value(key, std)}")
-    value = row.values.get(key)
-    return MISSING if value is None else fmt_value(key, value, signed=row.kind == DELTA)
-
-
-def label_cells(row: Row, label_keys: list) -> list[str]:
-    """method, r, the label columns, setting, n. Scoring-only runs have no lr or batch ("—"); the paper's and
-    the Δ rows leave the label columns and n empty."""
-    if row.kind == OURS:
-        values = [getattr(row.first, k) for k in label_keys]
-        labels = [MISSING if v is None else str(v) for v in values]
-        n = str(len(row.runs))
-    else:
-        labels, n = [""] * len(label_keys), ""
-    return [row.method, row.params or MISSING, *labels, row.setting, n]
-
-
-def headers(table: Table) -> list[str]:
-    return ["method", "r", *(LABELS[k] for k in table.label_keys), "setting", "n", *(h for _, h in table.columns)]
-
-
-def row_cells(table: Table, row: Row) -> list[str]:
-    return label_cells(row, table.label_keys) + [cell(row, key) for key, _ in table.columns]
-
-
-# --- rendering --------------------------------------------------------------------------------------------
-
-def to_markdown(table: Table) -> str:
-    names = headers(table)
-    lines = [f"### {table.title}", ""]
-    for section in table.sections:
-        lines += [f"**{section.heading}**", ""] + ([f"_{section.note}_", ""] if section.note else [])
-        lines += ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-        for row in section.rows:
-            lines.append("| " + " | ".join(c.replace("|", r"\|") for c in row_cells(table, row)) + " |")
-        lines.append("")
-        lines += section.comparison
-    return "\n".join(lines).rstrip() + "\n"
-
-
-TEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%", "#": r"\#",
-       "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
-       "⊙": r"$\odot$", "−": "$-$", MISSING: "---"}
-
-
-def tex_escape(text: str) -> str:
-    """Text as plain pdfLaTeX typesets it (ASCII out: the LaTeX specials escaped, the few symbols the tables use
-    in math mode)."""
-    return "".join(TEX.get(c, c) for c in text)
-
-
-def to_latex(table: Table) -> str:
-    """The same rows as to_markdown, for a plain article with booktabs; each section's note below the tabular."""
-    names = headers(table)
-    n_labels = len(names) - len(table.columns)
-    lines = [r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{tex_escape(table.title)}}}",
-             rf"\begin{{tabular}}{{{'l' * n_labels}{'c' * len(table.columns)}}}", r"\toprule",
-             " & ".join(tex_escape(h) for h in names) + r" \\"]
-    for section in table.sections:
-        lines += [r"\midrule", rf"\multicolumn{{{len(names)}}}{{l}}{{\textit{{{tex_escape(section.heading)}}}}} \\"]
-        lines += [" & ".join(tex_escape(c) for c in row_cells(table, row)) + r" \\" for row in section.rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [rf"\par\smallskip{{\footnotesize\textit{{{tex_escape(s.heading)}}}: {tex_escape(s.note)}}}"
-              for s in table.sections if s.note]
-    lines += [r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-# --- Figure 6 and the entry point -------------------------------------------------------------------------
-
-def plot_rank_sweep(runs: list[Run], out_file: Path) -> Path | None:
-    """Figure 6: HiRA's average accuracy against r (mean ± std over seeds), one curve per setting other than r."""
+def rank_curves(runs: list[Run]) -> dict[tuple, dict[int, list[float]]]:
+    """Figure 6's data: HiRA's average accuracy per seed at each r, one curve per setting other than r (only the
+    settings with two ranks or more)."""
     hira = [r for r in runs if r.method == "hira" and r.params.startswith("r") and "average" in r.scores
             and task_table(r) == "table1"]
     curves: dict[tuple, dict[int, list[float]]] = {}
@@ -499,30 +267,7 @@ def plot_rank_sweep(runs: list[Run], out_file: Path) -> Path | None:
         run = row.first
         key = tuple((k, v) for k, v in sorted(run.settings.items()) if k != "method.params.r")
         curves.setdefault(key, {})[_rank_numbers(run.params)[0]] = [r.scores["average"] for r in row.runs]
-    curves = {k: v for k, v in curves.items() if len(v) > 1}
-    if not curves:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for i, (key, points) in enumerate(sorted(curves.items())):
-        settings = dict(key)
-        ranks = sorted(points)
-        means = [statistics.mean(points[r]) for r in ranks]
-        stds = [statistics.stdev(points[r]) if len(points[r]) > 1 else 0.0 for r in ranks]
-        label = f"{settings.get('model.name')} {settings.get('task.name')}" + (f" ({i + 1})" if len(curves) > 1 else "")
-        ax.errorbar(ranks, means, yerr=stds, marker="o", capsize=3, label=label)
-    ax.set_xlabel("rank r")
-    ax.set_ylabel("average accuracy (%)")
-    ax.set_title("Figure 6: HiRA rank sweep")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_file, dpi=120)
-    plt.close(fig)
-    return out_file
+    return {k: v for k, v in curves.items() if len(v) > 1}
 
 
 # --- the learning-rate tuning (+experiment=lr_sweep; hira/paper/lr_sweep.py) ------------------------------------
@@ -622,7 +367,7 @@ def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = Fals
         add_comparisons(tables, compare)
     text = f"# Results from {len(runs)} runs under {root}\n\n" + "\n".join(to_markdown(t) for t in tables)
     if not tables:
-        text += f"no table shows these runs (none is scored on a task of the paper's tables)\n"
+        text += "no table shows these runs (none is scored on a task of the paper's tables)\n"
     text += tuning
     out_dir = Path(out_dir or root)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -630,7 +375,7 @@ def make_tables(root: Path, out_dir: Path | None = None, paper_grid: bool = Fals
                     without_record_lines(runs))
     report.written[0].write_text(report.markdown)
     report.written[1].write_text("\n".join(to_latex(t) for t in tables))
-    figure = plot_rank_sweep(runs, out_dir / "fig6_rank_sweep.png")
+    figure = plot_rank_sweep(rank_curves(runs), out_dir / "fig6_rank_sweep.png")
     if figure:
         report.written.append(figure)
     report.written += plot_pareto(tables, out_dir)

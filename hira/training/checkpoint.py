@@ -29,7 +29,7 @@ from hira import distributed
 from hira.adapters import load_trainable_state_dict, trainable_state_dict
 from hira.errors import UserError
 from hira.files import read_json, sha256, write_text_atomic
-from hira.run_dir import CONFIG_FILE, STEP_DIR, RunDir, best_marker, read_best_marker
+from hira.run_dir import CONFIG_FILE, STEP_DIR, best_marker, read_best_marker
 
 ADAPTER_FILE, STATE_FILE = "adapter.safetensors", "trainer_state.json"  # and CONFIG_FILE, the run's config.yaml
 MANIFEST_FILE = "manifest.json"
@@ -229,35 +229,6 @@ def best_checkpoint(ckpt_root: Path) -> Path:
         raise UserError(f"no best-checkpoint marker at {best_marker(ckpt_root)}; has this run reached its first "
                         f"evaluation?")
     return Path(ckpt_root) / name
-
-
-def select_checkpoints(ckpt_root: Path, which: str) -> list[Path]:
-    """`best`, `all` or `step_<N>` -> checkpoint folders."""
-    if not list_checkpoints(ckpt_root):
-        run_dir = Path(ckpt_root).parent
-        raise UserError(f"checkpoints={which}: run {run_dir} has no checkpoints yet; {training_status(run_dir)}")
-    if which == "best":
-        return [best_checkpoint(ckpt_root)]
-    found = list_checkpoints(ckpt_root)
-    if which != "all":
-        found = [p for p in found if p.name == which]
-    if not found:
-        raise UserError(f"checkpoints={which}: no such checkpoint in {ckpt_root} "
-                        f"(valid: best, all, or one of {', '.join(p.name for p in list_checkpoints(ckpt_root))})")
-    for ckpt in found:  # every one before the first loads
-        check_intact(ckpt)
-    return found
-
-
-def training_status(run_dir: Path) -> str:
-    """Whether training is running, ended or never started, as metrics.jsonl tells it."""
-    events = [e.get("event") for e in RunDir(run_dir).events()]
-    if not events:
-        return "training has not logged anything (not started yet, or it failed before its first step)"
-    if "end" in events:
-        return "training ended without saving one"
-    return ("training is still running (or was stopped): metrics.jsonl has no end event; eval.py watch=true "
-            "scores each checkpoint as it appears")
 
 
 def trainer_state(ckpt: Path) -> dict:

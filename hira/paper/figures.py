@@ -1,5 +1,6 @@
-"""Accuracy against cost: for each section of each task table, the groups' average accuracy against trainable
-parameters, peak memory and training time, one labelled point per group and the Pareto front drawn.
+"""The figures beside tables.md: Figure 6 (HiRA's rank sweep), and accuracy against cost: for each section of each
+task table, the groups' average accuracy against trainable parameters, peak memory and training time, one labelled
+point per group and the Pareto front drawn.
 
 A point is the group's mean over its seeds; its bar is the sample standard deviation over the seeds (the table's
 "± std"; a single seed has none). The front holds the groups that no other group beats: none costs no more and
@@ -36,7 +37,8 @@ def group_point(runs: list, attribute: str) -> tuple[float, float, float] | None
 
 
 def group_label(row) -> str:
-    return " ".join(x for x in (row.method, row.params, row.setting) if x)
+    """method, r and its setting as the table's cell shows it (a tag where the section has a legend)."""
+    return " ".join(x for x in (row.method, row.params, row.tag or row.setting) if x)
 
 
 def slug(text: str) -> str:
@@ -48,8 +50,9 @@ def section_points(groups: list) -> list[tuple]:
     return [(axis, [(label, p) for label, runs in groups if (p := group_point(runs, axis[0]))]) for axis in AXES]
 
 
-def plot_section(title: str, groups: list, out_base: Path) -> list[Path]:
-    """One figure (three panels) for a section's groups [(label, runs)]; [] when no group has a cost and a score."""
+def plot_section(title: str, groups: list, out_base: Path, legend: list = ()) -> list[Path]:
+    """One figure (three panels) for a section's groups [(label, runs)], the section's setting legend under it;
+    [] when no group has a cost and a score."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,6 +77,9 @@ def plot_section(title: str, groups: list, out_base: Path) -> list[Path]:
         ax.set_ylabel("average accuracy (%)")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    if legend:  # the tags' settings, spelled out as under the table
+        fig.subplots_adjust(bottom=0.12 + 0.03 * len(legend))
+        fig.text(0.01, 0.01, "\n".join(legend), fontsize=6, va="bottom")
     written = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
     for path in written:
         fig.savefig(path, dpi=120)
@@ -82,7 +88,7 @@ def plot_section(title: str, groups: list, out_base: Path) -> list[Path]:
 
 
 def plot_pareto(tables: list, out_dir: Path) -> list[Path]:
-    """The plots of every section of the task tables (hira/paper/tables.py Table): the files written."""
+    """The plots of every section of the task tables (hira/paper/render.py Table): the files written."""
     written = []
     for table in tables:
         if table.name not in TASK_TABLES:
@@ -90,5 +96,33 @@ def plot_pareto(tables: list, out_dir: Path) -> list[Path]:
         for section in table.sections:
             groups = [(group_label(row), row.runs) for row in section.rows if row.runs]
             written += plot_section(f"{table.title}: {section.heading}", groups,
-                                    Path(out_dir) / f"pareto_{table.name}_{slug(section.heading)}")
+                                    Path(out_dir) / f"pareto_{table.name}_{slug(section.heading)}", section.legend)
     return written
+
+
+def plot_rank_sweep(curves: dict[tuple, dict[int, list[float]]], out_file: Path) -> Path | None:
+    """Figure 6: HiRA's average accuracy against r, mean ± std over seeds, one curve per setting
+    ({settings: {r: [accuracy per seed]}}, hira/paper/tables.py rank_curves); None when there is no curve."""
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for i, (key, points) in enumerate(sorted(curves.items())):
+        settings = dict(key)
+        ranks = sorted(points)
+        means = [statistics.mean(points[r]) for r in ranks]
+        stds = [statistics.stdev(points[r]) if len(points[r]) > 1 else 0.0 for r in ranks]
+        label = f"{settings.get('model.name')} {settings.get('task.name')}" + (f" ({i + 1})" if len(curves) > 1 else "")
+        ax.errorbar(ranks, means, yerr=stds, marker="o", capsize=3, label=label)
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("average accuracy (%)")
+    ax.set_title("Figure 6: HiRA rank sweep")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=120)
+    plt.close(fig)
+    return out_file
