@@ -106,3 +106,18 @@ def test_readme_names_the_current_hub_cli_and_resolves_cfg_job():
     assert "huggingface-cli" not in readme and "hf download meta-llama/Meta-Llama-3-8B" in readme.replace("\n", " ")
     cfg_job_lines = [line for line in readme.splitlines() if "--cfg job" in line]
     assert cfg_job_lines and all("--cfg job --resolve" in line for line in cfg_job_lines)
+
+
+def test_readme_names_every_registered_method():
+    from hira.adapters import all_methods
+
+    intro = (ROOT / "README.md").read_text().split("ICLR 2025):")[1].split(".\n")[0]
+    named = [name.strip() for name in re.split(r",| and ", intro.replace("\n", " ")) if name.strip()]
+    assert len(named) == len(all_methods()), f"the README's first paragraph names {named}; registered: {all_methods()}"
+
+
+@pytest.mark.parametrize("page", sorted(p.relative_to(ROOT).as_posix() for p in [ROOT / "README.md",
+                                                                                  *(ROOT / "docs").glob("*.md")]))
+def test_no_command_block_is_repeated_on_a_page(page):
+    blocks = re.findall(r"```\w*\n(.*?)```", (ROOT / page).read_text(), re.S)
+    assert len(blocks) == len(set(blocks)), f"{page} shows a code block twice"
