@@ -40,7 +40,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 CONFIG_FILE = "config.yaml"  # also the name of each checkpoint's copy of it
+# Settings a run's config.yaml lacks when it was written before the key existed, at the value those runs used
+# (every run before task.format was a commonsense run; before task.loss_on, the loss was on the response).
+LEGACY_DEFAULTS = {"task.loss_on": "response", "task.format": "commonsense"}
 METRICS_FILE = "metrics.jsonl"
 SCORES_FILE = "scores.json"
 RESULT_FILE = "result.json"
@@ -184,6 +189,14 @@ class RunDir:
     @property
     def analysis(self) -> Path:
         return self.path / ANALYSIS_DIR
+
+    def load_config(self):
+        """config.yaml as written, with the settings an older run's config lacks at the value that run used."""
+        cfg = OmegaConf.load(self.config)
+        for key, value in LEGACY_DEFAULTS.items():
+            if OmegaConf.select(cfg, key) is None:
+                OmegaConf.update(cfg, key, value)
+        return cfg
 
     def predictions(self, setting: str, name: str) -> Path:
         """The folder of one checkpoint's (or model's) per-example rows under one scoring setting (its id)."""

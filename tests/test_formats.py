@@ -61,8 +61,8 @@ def test_every_task_config_names_a_registered_format():
     for path in configs:
         cfg = yaml.safe_load(path.read_text())
         task = cfg.get("task", cfg)  # the synthetic stand-ins are @package _global_
-        assert task.get("format", formats.UNNAMED) in formats.FORMATS, path.name
-        fmt = formats.FORMATS[task.get("format", formats.UNNAMED)]
+        assert task["format"] in formats.FORMATS, path.name
+        fmt = formats.FORMATS[task["format"]]
         assert [fmt.canonical_subset(s) for s in task["test_subsets"]], path.name
 
 

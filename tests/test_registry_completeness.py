@@ -100,7 +100,7 @@ def task_configs() -> list[dict]:
 
 @pytest.mark.parametrize("name", list(formats.FORMATS))
 def test_format_has_a_real_and_a_synthetic_task_config(name):
-    mine = [task for task in task_configs() if task.get("format", formats.UNNAMED) == name]
+    mine = [task for task in task_configs() if task["format"] == name]
     assert any(not task.get("synthetic") for task in mine), f"no configs/task/*.yaml for the real {name} data"
     assert any(task.get("synthetic") for task in mine), f"no configs/task/*.yaml for {name}'s synthetic stand-in"
 
@@ -130,7 +130,7 @@ def test_the_tiny_tokenizer_knows_every_word_of_the_synthetic_stand_in(name, tin
     """A stand-in whose words the tiny base never saw would train on <unk>: its words go into
     hira/models/tiny.py's tokenizer_texts (and WORLD_VERSION moves, so cached tiny models are rebuilt)."""
     task = next(task for task in task_configs()
-                if task.get("format", formats.UNNAMED) == name and task.get("synthetic"))
+                if task["format"] == name and task.get("synthetic"))
     small = {key: min(value, 20) if "size" in key or "per_subset" in key else value
              for key, value in task["synthetic"].items()}
     formats.FORMATS[name].write_synthetic(tmp_path, OmegaConf.create(small))

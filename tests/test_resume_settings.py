@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from hira.config import settings
 from hira.errors import UserError, report_user_errors
 from hira.paper.runs import run_settings
+from hira.run_dir import RunDir
 
 # The tables' fingerprint filter before the schema marked the keys (hira/paper/runs.py IGNORED_KEYS): a key names
 # itself and everything under it. The marks must leave every config's fingerprint as it was.
@@ -69,7 +70,7 @@ def test_every_key_of_every_config_is_classified_as_before():
 def test_the_tables_fingerprint_is_what_it_was(overrides):
     cfg = composed(*overrides)
     flat = settings.flatten(OmegaConf.to_container(cfg, resolve=True))
-    assert run_settings(cfg, {}) == {**settings.LEGACY_DEFAULTS, **{k: v for k, v in flat.items() if not old_ignored(k)}}
+    assert run_settings(cfg, {}) == {k: v for k, v in flat.items() if not old_ignored(k)}
 
 
 def test_keys_under_a_marked_section_share_its_mark_and_unknown_keys_count():
@@ -113,10 +114,12 @@ def test_a_longer_schedule_is_a_new_run():
         settings.resume_changes("r", stored, new)
 
 
-def test_a_legacy_config_compares_at_the_value_its_run_used():
+def test_a_legacy_config_compares_at_the_value_its_run_used(tmp_path):
     stored, new = stored_and_new()
     stored = OmegaConf.create(OmegaConf.to_container(stored, resolve=True))
-    del stored.task["loss_on"]  # written before task.loss_on existed: those runs used response
+    del stored.task["loss_on"], stored.task["format"]  # written before they existed: response, commonsense
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(stored))
+    stored = RunDir(tmp_path).load_config()  # as resume reads it
     assert settings.resume_changes("r", stored, new) == {}
     with pytest.raises(UserError, match="task.loss_on: response -> full"):
         settings.resume_changes("r", stored, stored_and_new("task.loss_on=full")[1])

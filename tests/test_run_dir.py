@@ -94,3 +94,12 @@ def test_only_run_dir_spells_the_run_files():
     spelled = {str(p.relative_to(ROOT)): found for p in sources if p.name != "run_dir.py"
                if (found := spelled_run_files(p.read_text()))}
     assert spelled == {}, "name run files through hira.run_dir.RunDir: " + repr(spelled)
+
+
+def test_an_older_config_reads_with_the_settings_it_lacks_at_the_value_that_run_used(tmp_path):
+    (tmp_path / "config.yaml").write_text("task:\n  name: commonsense\nmethod:\n  name: lora\n")
+    cfg = RunDir(tmp_path).load_config()
+    assert {"task.format": cfg.task.format, "task.loss_on": cfg.task.loss_on} == run_dir.LEGACY_DEFAULTS
+    (tmp_path / "config.yaml").write_text("task:\n  name: gsm8k\n  format: gsm8k\n  loss_on: full\n")
+    cfg = RunDir(tmp_path).load_config()
+    assert (cfg.task.format, cfg.task.loss_on) == ("gsm8k", "full")  # a newer config keeps its own

@@ -336,11 +336,12 @@ def test_cells_hand_computed_placement_full_fine_tuning_and_cost(tmp_path):
 
 def test_each_loss_on_is_its_own_row_and_older_runs_count_as_response(tmp_path):
     """table1_controlled's runs: a method's response-only and full-sequence rows side by side; a run made before
-    task.loss_on existed counts as response."""
+    task.loss_on (and task.format) existed counts as response (and commonsense)."""
     write_run(tmp_path / "lora_resp_1", PAPER_RUN + ["method=lora", "task.loss_on=response"], seed=1, accuracy=0.6,
               n=FULL)
     old = write_run(tmp_path / "lora_old_2", PAPER_RUN + ["method=lora"], seed=2, accuracy=0.7, n=FULL)
     drop_setting(old, "task", "loss_on")
+    drop_setting(old, "task", "format")  # older still: every run was a commonsense run
     assert make_tables(tmp_path).tables.count("| lora | r32 |  | 2 |") == 1  # pooled, and no "loss on" column
     write_run(tmp_path / "lora_full_1", PAPER_RUN + ["method=lora", "task.loss_on=full"], seed=1, accuracy=0.5, n=FULL)
     write_run(tmp_path / "hira_full_1", PAPER_RUN + ["task.loss_on=full"], seed=1, accuracy=0.4, n=FULL)

@@ -12,7 +12,6 @@ Method and assumptions: docs/tables.md; logic: hira/paper/compare.py and hira/pa
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from hira.errors import UserError, report_user_errors

@@ -255,7 +255,7 @@ def check_run_folder(cfg) -> None:
                             f"folder, or an existing run's folder to resume it")
         return
     if cfg.resume is not False and run.has_checkpoints():
-        resume_changes(cfg.run_dir, OmegaConf.load(run.config), cfg)
+        resume_changes(cfg.run_dir, run.load_config(), cfg)
 
 
 def check_eval_config(cfg) -> None:
@@ -301,8 +301,8 @@ def run_task(run_dir: str):
     """The task a training run's config.yaml names, or None before training has written it (watch mode)."""
     from hira.run_dir import RunDir
 
-    config = RunDir(run_dir).config
-    return OmegaConf.load(config).task if config.is_file() else None
+    run = RunDir(run_dir)
+    return run.load_config().task if run.config.is_file() else None
 
 
 def check_subsets(subsets, task_cfg=None) -> None:

@@ -22,7 +22,6 @@ from hira.config import schema
 from hira.errors import UserError
 
 RESULT, REPEAT, NEUTRAL = "result", "repeat", "neutral"
-LEGACY_DEFAULTS = {"task.loss_on": "response"}  # settings older run configs lack, at the value those runs used
 SCHEDULE_KEYS = ("train.max_steps", "train.epochs")  # they set the learning-rate schedule's length
 ABSENT = "<absent>"
 
@@ -93,8 +92,9 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def flat_settings(cfg) -> dict:
-    """A config resolved and flattened, with the settings older run configs lack at the value those runs used."""
-    return {**LEGACY_DEFAULTS, **flatten(OmegaConf.to_container(cfg, resolve=True))}
+    """A config resolved and flattened (a run folder's as RunDir.load_config reads it: an older run's missing
+    settings at the value that run used)."""
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
 
 
 def result_settings(cfg) -> dict:

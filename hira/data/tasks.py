@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from hira.data.formats import FORMATS, UNNAMED, TaskFormat, get_format
+from hira.data.formats import FORMATS, TaskFormat, get_format
 from hira.data.layout import split_train_val
 from hira.data.records import load_records
 from hira.data.synthetic_world import WORLD_VERSION
@@ -32,7 +32,7 @@ class TaskData:
 
 def format_name(task_cfg) -> str:
     """task.format, checked against the registry (the error names the valid ones)."""
-    name = task_cfg.get("format", UNNAMED)  # run configs written before task.format existed
+    name = task_cfg.format
     get_format(name)
     return name
 

@@ -278,7 +278,7 @@ def evaluate_run(run_dir: str | Path, checkpoints: str = "best", watch: bool = F
     run_dir, started = Path(run_dir), time.perf_counter()
     run = RunDir(run_dir)
     wait_for_config(run.config, watch, poll_s, watch_timeout_s)
-    run_cfg = OmegaConf.load(run.config)
+    run_cfg = run.load_config()
     eval_cfg = eval_settings(run_cfg.task, overrides)
     chosen = [] if watch else select_checkpoints(run.checkpoints, checkpoints)  # fail before loading data
     tests = select_tests(run_cfg.task, eval_cfg)

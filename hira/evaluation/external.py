@@ -90,6 +90,6 @@ def evaluate_model(model_cfg, task_cfg, run_dir: str | Path, adapter: str | None
         base = load_base_model(model_cfg, device)[0] if adapter else model
         return forgetting.measure(text_name, text, base, model, tokenizer, checkpoint)
 
-    write_result(run.path, OmegaConf.load(run.config), scoring_id(setting_of(eval_cfg)), eval_cfg.forgetting_text,
+    write_result(run.path, run.load_config(), scoring_id(setting_of(eval_cfg)), eval_cfg.forgetting_text,
                  time.perf_counter() - started, device, measure)
     return block["scored"][name]

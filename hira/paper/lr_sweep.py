@@ -80,7 +80,7 @@ def tuning_run(run: Run) -> TuningRun | None:
     loss = best_val_loss(run.path)
     if loss is None or not math.isfinite(loss):
         return None
-    cfg = OmegaConf.load(RunDir(run.path).config)
+    cfg = RunDir(run.path).load_config()
     label = " ".join(part for part in (run.method, run.params, run.modules) if part)
     return TuningRun(group_key(cfg), label, run.lr, run.lr / default_lr(cfg), run.seed, loss, run.path, run.method)
 
@@ -108,7 +108,7 @@ def chosen_runs(runs: list[Run], chosen: dict[str, TuningRun]) -> list[Run]:
     """The runs the main tables use: a tuned group's runs at its chosen rate; every other run as it is."""
     kept = []
     for run in runs:
-        pick = chosen.get(group_key(OmegaConf.load(RunDir(run.path).config))) if run.experiment == EXPERIMENT else None
+        pick = chosen.get(group_key(RunDir(run.path).load_config())) if run.experiment == EXPERIMENT else None
         if pick is None or math.isclose(run.lr, pick.lr, rel_tol=1e-9):
             kept.append(run)
     return kept

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from hira.adapters.params import method_params
@@ -66,19 +65,19 @@ class Spectrum:
 
 def resolve_checkpoint(path: Path) -> tuple:
     """(run config, checkpoint folder) for a run directory (its best checkpoint) or a checkpoint folder."""
-    from hira.training.checkpoint import ADAPTER_FILE, CONFIG_FILE, MANIFEST_FILE, best_checkpoint, check_intact
+    from hira.training.checkpoint import ADAPTER_FILE, MANIFEST_FILE, best_checkpoint, check_intact
 
     path, run = Path(path), RunDir(path)
     if (path / ADAPTER_FILE).is_file() or (path / MANIFEST_FILE).is_file():
-        ckpt, config = path, path / CONFIG_FILE
+        ckpt, holder = path, RunDir(path)  # a checkpoint holds a copy of its run's config.yaml
     elif run.config.is_file() and run.checkpoints.is_dir():
-        ckpt, config = best_checkpoint(run.checkpoints), run.config
+        ckpt, holder = best_checkpoint(run.checkpoints), run
     else:
         raise UserError(f"{path} is neither a run directory (config.yaml + checkpoints/) nor a checkpoint "
                         f"(adapter.safetensors); pass outputs/<task>/<method>/<model>/<run> or its "
                         f"checkpoints/step_<N>")
     check_intact(ckpt)  # before its config or weights are read
-    return OmegaConf.load(config), ckpt
+    return holder.load_config(), ckpt
 
 
 @torch.no_grad()

@@ -176,7 +176,8 @@ def finished_at(run: RunDir) -> float:
 
 def load_run(run_dir: Path, scoring: str | None = None) -> Run:
     """A training run, or a scoring-only run of eval.py (base model, peft folder: no training settings)."""
-    return read_run(RunDir(run_dir), OmegaConf.load(RunDir(run_dir).config), scoring)
+    run = RunDir(run_dir)
+    return read_run(run, run.load_config(), scoring)
 
 
 def read_scores(run: RunDir, cfg: DictConfig) -> dict:
@@ -285,7 +286,7 @@ def inspect_folder(run_dir: Path, scoring: str | None = None) -> Run | Skipped:
     """The finished run in run_dir, or why it is none."""
     run = RunDir(run_dir)
     try:
-        cfg = OmegaConf.load(run.config)
+        cfg = run.load_config()
         if not isinstance(cfg, DictConfig) or not all(OmegaConf.select(cfg, f"{k}.name")
                                                        for k in ("model", "method", "task")):
             raise ValueError("no model.name, method.name and task.name")

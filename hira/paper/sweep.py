@@ -195,7 +195,7 @@ def finished_run(run: RunDir, cfg: DictConfig) -> bool:
     if not run.config.is_file() or (run.path / FAILED_FILE).is_file():
         return False
     try:
-        theirs = OmegaConf.load(run.config)
+        theirs = run.load_config()
         same = settings_of(theirs) == settings_of(cfg) and theirs.get("seed") == cfg.seed
         return same and unfinished_reason(run, theirs) is None
     except UNREADABLE:

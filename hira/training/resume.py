@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from hira import distributed
 from hira.config.settings import resume_changes
@@ -77,7 +76,7 @@ def changed_settings(cfg, run: RunDir) -> dict:
     is a UserError (hira/config/settings.py resume_changes)."""
     if cfg.resume is False or not run.config.is_file() or not checkpoint.list_checkpoints(run.checkpoints):
         return {}
-    return resume_changes(cfg.run_dir, OmegaConf.load(run.config), cfg)
+    return resume_changes(cfg.run_dir, run.load_config(), cfg)
 
 
 def record_resume(run: RunDir, step: int, ckpt_name: str, changed: dict) -> None:

@@ -16,9 +16,8 @@ from hira.data.records import DataError
 # task.format -> its TaskFormat. The order is the precedence when a run was scored on subsets of two formats:
 # it belongs to the first one's table.
 FORMATS: dict[str, TaskFormat] = {f.name: f for f in (commonsense.FORMAT, gsm8k.FORMAT, convai2.FORMAT)}
-UNNAMED = commonsense.NAME  # the format of run configs written before task.format existed
 
-__all__ = ["FORMATS", "UNNAMED", "Preparer", "TaskFormat", "get_format", "subset_format", "canonical_subset",
+__all__ = ["FORMATS", "Preparer", "TaskFormat", "get_format", "subset_format", "canonical_subset",
            "all_subsets", "preparers"]
 
 
