@@ -2,9 +2,8 @@
 
 import random
 
-from hydra import compose, initialize_config_dir
 
-from conftest import ROOT
+from conftest import compose_config
 from hira.training import batches
 
 N, GLOBAL, MICRO = 1000, 32, 4
@@ -44,6 +43,5 @@ def test_padding_fraction_by_hand():
 
 
 def test_config_default_off():
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        cfg = compose("train")
+    cfg = compose_config([])
     assert cfg.data.group_by_length is False and cfg.data.mega_batch > 0

@@ -12,7 +12,7 @@ SETTINGS = ["--questions", "8", "--max-new-tokens", "3", "--batch-size", "4", "-
 
 @pytest.mark.slow  # eleven decoding and scoring passes: a benchmark's smoke test, like bench_adapters'
 def test_every_variant_decodes_the_same_and_reports_its_rate(tmp_path, llama, capsys):
-    from test_evaluation import WORDS, word_tokenizer
+    from helpers import WORDS, word_tokenizer
 
     llama.config.update({"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2})
     llama.save_pretrained(tmp_path / "lm")

@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, common_overrides, distributed_env_kept
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, common_overrides, compose_config, distributed_env_kept
 
 from hira.errors import UserError
 from hira.evaluation.checkpoints import watch_checkpoints
@@ -158,8 +157,7 @@ STEPS = ["train.max_steps=12", "train.eval_steps=4", "train.log_steps=1", "evalu
 
 
 def train_config(workdir, run_dir, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", [*common_overrides(workdir), *STEPS, f"run_dir={run_dir}", *overrides])
+    return compose_config([*common_overrides(workdir), *STEPS, f"run_dir={run_dir}", *overrides])
 
 
 def train(workdir, run_dir, *overrides):

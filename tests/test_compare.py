@@ -143,8 +143,8 @@ def write_predictions(folder, correct: dict, prompts_from: str = "q"):
 
 
 def hand_run(root, name, overrides, seed, accuracy, questions=40, rng=None, prompts_from="q"):
-    """A finished run folder (test_tables.write_run) with prediction rows of about `accuracy`."""
-    from test_tables import write_run
+    """A finished run folder (helpers.write_run) with prediction rows of about `accuracy`."""
+    from helpers import write_run
 
     folder = write_run(root / name, overrides, seed=seed, accuracy=accuracy, n=questions, subsets=TINY_SUBSETS)
     rng = rng or np.random.default_rng(seed)

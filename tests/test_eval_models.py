@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from conftest import ROOT, group_settings, run_script, stopped_in_process, tiny_model_config, tiny_settings
-from test_result_record import check_record
+from helpers import check_record
 from omegaconf import OmegaConf
 
 from hira.adapters import apply, export_peft, merge

@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+from helpers import WORDS, word_tokenizer
+from transformers import LlamaConfig, LlamaForCausalLM, RobertaConfig, RobertaModel
 
 from hira.data.templates import alpaca_prompt
 from hira.errors import UserError
@@ -19,19 +19,6 @@ from hira.evaluation.evaluator import score_by_loglik, score_generations
 from hira.evaluation.generation import completion_logliks, generate
 from hira.scoring import metrics
 from hira.scoring.metrics import BertScoreConfig, accuracy_summary, dialogue_metrics
-
-WORDS = "the cat sat on mat dog ran a hello how are you i am fine what is your name my".split()
-
-
-def word_tokenizer(words, post="<s> $A", **kwargs) -> PreTrainedTokenizerFast:
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    vocab = {t: i for i, t in enumerate(specials + sorted(set(words) - set(specials)))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single=post, special_tokens=[("<s>", 1), ("</s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", **kwargs)
-
 
 class NoSynonyms:
     """Stands in for NLTK's wordnet reader: METEOR then matches exact words and stems only."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_tables import write_run
+from helpers import write_run
 
 from hira.data import formats
 from hira.data.formats.base import KINDS, Preparer, TaskFormat

@@ -120,7 +120,7 @@ def test_smollm2_from_a_folder_or_its_wheel(tmp_path):
 
 
 def test_eval_section_compares_generate_with_the_prefill_engine(tmp_path, llama):
-    from test_evaluation import WORDS, word_tokenizer
+    from helpers import WORDS, word_tokenizer
 
     llama.config.update({"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2})
     llama.save_pretrained(tmp_path / "lm")

@@ -5,10 +5,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from torch.utils.checkpoint import checkpoint
 
-from conftest import ROOT
+from conftest import compose_config
 from hira.adapters import adapter_layers
 from hira.adapters.ops import DEFAULT_CHUNK_ELEMS, hira_linear
 from numerics import seeded
@@ -112,10 +111,9 @@ def test_method_fused_false_reaches_the_layers(llama, monkeypatch):
     from hira.models import loading
 
     monkeypatch.setattr(loading, "load_base_model", lambda model_cfg, device: (copy.deepcopy(llama), None))
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        on = compose("train", overrides=["+method.fused_chunk_elems=100", "method.params.r=4"])
-        off = compose("train", overrides=["method.fused=false", "method.params.r=4"])
-        default = compose("train", overrides=["method.params.r=4"])
+    on = compose_config(["+method.fused_chunk_elems=100", "method.params.r=4"])
+    off = compose_config(["method.fused=false", "method.params.r=4"])
+    default = compose_config(["method.params.r=4"])
     layers = adapter_layers(loading.load_adapted_model(on)[0]).values()
     assert layers and all(l.fused and l.fused_chunk_elems == 100 for l in layers)
     layers = adapter_layers(loading.load_adapted_model(default)[0]).values()  # the op's own default, its one home

@@ -4,8 +4,7 @@ under the trainer_state.json keys checkpoints have always had (old runs resume, 
 import json
 
 import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 
 from hira.training import checkpoint
 from hira.training.cost import RunCost
@@ -20,8 +19,7 @@ TRAINER_STATE_KEYS = ["step", "epoch", "step_in_epoch", "val_loss", "best_step",
 
 
 def config():
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", ["method.params.r=2", "method.target_modules=[q_proj]"])
+    return compose_config(["method.params.r=2", "method.target_modules=[q_proj]"])
 
 
 def mid_run_state() -> LoopState:

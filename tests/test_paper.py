@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
-from test_tables import HEADERS, SUBSETS, TABLE1, TABLE12, table_sections
+from helpers import HEADERS, SUBSETS, TABLE1, TABLE12, table_sections
 
 from hira.adapters import all_methods
 from hira.errors import UserError

@@ -11,7 +11,6 @@ Per method, with its config's parameters (configs/method/<m>.yaml) on the paper'
 """
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch

@@ -8,8 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ROOT, common_overrides
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, common_overrides, compose_config
 from safetensors.torch import load_file
 
 from hira.adapters import trainable_state_dict
@@ -23,8 +22,7 @@ SHORT = ["train.log_steps=1", "evaluate_after_training=false"]
 def config(workdir, *overrides):
     """The training config as train.py composes it; workdir=None: the defaults, without the test tiny settings."""
     base = common_overrides(workdir) + SHORT if workdir else []
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", base + list(overrides))
+    return compose_config(base + list(overrides))
 
 
 @pytest.fixture

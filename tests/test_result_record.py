@@ -4,83 +4,16 @@
 The record through train.py and eval.py is checked inside the tests that already run them (test_train_e2e.py,
 test_eval_models.py) with check_record below; here the fast, hand-written cases."""
 
-import hashlib
 import json
-import math
-import re
 
-import torch
 from omegaconf import OmegaConf
-from test_tables import SUBSETS, TABLE1, ours, table_sections, write_run
+from helpers import SUBSETS, TABLE1, ours, table_sections, write_run
 
-from hira.evaluation.forgetting import WINDOW
 from hira.evaluation.result import N_QUESTIONS, RESULT_FORMAT, thawed_settings
 from hira.paper.figures import pareto_front, section_points
 from hira.paper.runs import best_entry, read_scores, run_settings
 from hira.paper.tables import make_tables
 from hira.run_dir import RunDir
-
-LIBRARIES = {"python", "torch", "transformers", "peft", "deepspeed"}
-COST = {"trainable_params", "total_params", "trainable_percent", "adapter_file", "adapter_bytes", "peak_memory_gb",
-        "train_time_s", "train_tokens", "tokens_per_s", "scoring_time_s"}
-
-
-def check_record(run_dir, scoring: str, trained: bool = True) -> dict:
-    """Every field of run_dir's result.json present and true to the folder: the subsets' counts to scores.json and
-    the prediction rows, the fingerprint to the tables' own, the cost to the files, the hashes to the data files."""
-    run = RunDir(run_dir)
-    record = json.loads(run.result.read_text())
-    assert set(record) == {"format", "scoring", "fingerprint", "config", "scorings", "cost", "provenance",
-                           "forgetting"}
-    assert record["format"] == RESULT_FORMAT and record["scoring"] == scoring
-    cfg = OmegaConf.load(run.config)
-    assert record["config"] == OmegaConf.to_container(cfg, resolve=True)
-    best = best_entry(read_scores(run, cfg), cfg, scoring)
-    assert record["fingerprint"] == thawed_settings(run_settings(cfg, best))
-    entry = record["scorings"][scoring]
-    assert entry["checkpoint"] == best["checkpoint"] and entry["average"] == best["average"]
-    assert entry["scoring_time_s"] > 0
-    for subset, summary in best["subsets"].items():
-        kept = entry["subsets"][subset]
-        rows = [json.loads(line) for line in (run.path / kept["predictions_file"]).read_text().splitlines()]
-        assert kept == {"questions": summary["n"], "correct": sum(r["correct"] for r in rows),
-                        "accuracy": summary["accuracy"], "parse_failures": summary["parse_failures"],
-                        "predictions_file": f"predictions/{scoring}/{best['checkpoint']}/{subset}.jsonl"}
-        assert len(rows) == summary["n"]
-    spent = record["cost"]
-    assert set(spent) == COST and spent["scoring_time_s"] == entry["scoring_time_s"]
-    if trained:
-        assert all(spent[k] is not None for k in COST), spent
-        assert spent["adapter_bytes"] == (run.path / spent["adapter_file"]).stat().st_size
-        assert spent["trainable_percent"] == 100 * spent["trainable_params"] / spent["total_params"]
-    origin = record["provenance"]
-    assert re.fullmatch(r"[0-9a-f]{40}", origin["git"]["commit"]) and isinstance(origin["git"]["dirty"], bool)
-    assert set(origin["libraries"]) == LIBRARIES and origin["libraries"]["torch"] == torch.__version__
-    assert origin["world_size"] == 1 and origin["device_count"] >= 1 and origin["device"]
-    roles = {f"test/{s}" for s in best["subsets"]} | ({"train", "validation"} if trained else set())
-    assert set(origin["data"]) == roles
-    for role, file in origin["data"].items():
-        with open(file["path"], "rb") as f:
-            assert file["sha256"] == hashlib.sha256(f.read()).hexdigest(), role
-    forgetting = record["forgetting"]
-    assert forgetting["checkpoint"] == best["checkpoint"]
-    assert math.isfinite(forgetting["base_cross_entropy"]) and math.isfinite(forgetting["tuned_cross_entropy"])
-    return record
-
-
-def direct_cross_entropy(model, tokenizer, text: str) -> float:
-    """The mean token cross-entropy as transformers computes a causal LM's loss, window by window, weighted by
-    the tokens each window predicts."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    total = count = 0
-    with torch.no_grad():
-        for start in range(0, len(ids), WINDOW):
-            chunk = torch.tensor([ids[start:start + WINDOW]])
-            if chunk.shape[1] > 1:
-                total += model(input_ids=chunk, labels=chunk).loss.item() * (chunk.shape[1] - 1)
-                count += chunk.shape[1] - 1
-    return total / count
-
 
 # --- the tables from records ------------------------------------------------------------------------------------
 

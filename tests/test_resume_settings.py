@@ -5,8 +5,7 @@ shape rules out. The same through train.py, on a trained run: tests/test_resume.
 import importlib.util
 
 import pytest
-from conftest import ROOT, common_overrides
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, common_overrides, compose_config
 from omegaconf import OmegaConf
 
 from hira.config import settings
@@ -45,8 +44,7 @@ def every_config_key() -> set[str]:
 
 
 def composed(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", ["run_dir=r", *overrides])
+    return compose_config(["run_dir=r", *overrides])
 
 
 # --- the classification, and the fingerprint derived from it ---------------------------------------------------------

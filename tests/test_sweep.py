@@ -4,10 +4,9 @@ submitit's local executor runs cells in parallel and one cell as two DeepSpeed r
 
 import json
 import os
-import sys
 
 import pytest
-from conftest import ROOT, common_overrides, run_script
+from conftest import common_overrides, run_script
 
 from hira.errors import UserError
 from hira.run_dir import RunDir, read_metrics, setting_scores

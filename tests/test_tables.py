@@ -6,17 +6,13 @@ The fixtures are the files train.py and eval.py write (config.yaml composed and 
 configs, metrics.jsonl's end event, scores.json's best entry), written by hand with chosen scores.
 """
 
-import functools
-import json
-import os
 import re
 import shutil
 import statistics
 import subprocess
 
 import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from helpers import FULL, HEADERS, SUBSETS, TABLE1, TABLE12, composed, ours, table_sections, write_run, write_scores
 from omegaconf import OmegaConf
 
 from hira.adapters import all_methods
@@ -25,50 +21,7 @@ from hira.errors import UserError
 from hira.evaluation.external import scoring_run_config
 from hira.paper.tables import METHOD_ORDER, make_tables
 
-SUBSETS = ["boolq", "piqa", "siqa", "arc_c", "arc_e", "obqa", "hellaswag", "winogrande"]  # Table 1 order
-HEADERS = ["BoolQ", "PIQA", "SIQA", "ARC-c", "ARC-e", "OBQA", "HellaS", "WinoG"]
-FULL = {"boolq": 3270, "piqa": 1838, "siqa": 1954, "hellaswag": 10042, "winogrande": 1267, "arc_e": 2376,
-        "arc_c": 1172, "obqa": 500}  # the real test sets' sizes (docs/data.md)
-TABLE1 = "Table 1: commonsense reasoning accuracy (%)"
-TABLE12 = "Table 12: peak memory and training time"
 PAPER_HIRA_R32 = [75.40, 89.70, 81.15, 82.90, 93.27, 88.32, 95.36, 87.70, 86.72]  # Table 1 order, then Avg.
-
-
-@functools.lru_cache(maxsize=None)
-def composed_yaml(overrides: tuple) -> str:
-    """train.py's config for these overrides, before resolving (composing takes about a second: done once)."""
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return OmegaConf.to_yaml(compose("train", overrides=list(overrides)))
-
-
-def composed(overrides, seed: int, run_dir) -> dict:
-    """What train.py writes to config.yaml: the config resolved, with this seed and run directory."""
-    cfg = OmegaConf.create(composed_yaml(tuple(overrides)))
-    cfg.seed, cfg.run_dir = seed, str(run_dir)
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def write_run(folder, overrides=(), seed=1, accuracy=0.5, n=50, subsets=SUBSETS, end=True, scored=True, age_s=0.0,
-              train_time_s=100.0):
-    """A run folder as train.py leaves it: every subset scored `accuracy` on `n` questions (or {subset: n});
-    its results `age_s` seconds old."""
-    folder.mkdir(parents=True)
-    cfg = composed(overrides, seed, folder)
-    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    if end:
-        (folder / "metrics.jsonl").write_text(json.dumps({"event": "end", "step": 10, "train_time_s": train_time_s,
-                                                          "peak_memory_gb": 1.5}) + "\n")
-    if scored:
-        write_scores(folder, accuracy, n, subsets)
-    age(folder, age_s)
-    return folder
-
-
-def write_scores(folder, accuracy, n, subsets, mode="generate"):
-    counts = n if isinstance(n, dict) else dict.fromkeys(subsets, n)
-    entry = {"subsets": {s: {"accuracy": accuracy, "n": counts[s], "parse_failures": 0} for s in subsets},
-             "num_beams": 4, "mode": mode, "average": accuracy}
-    (folder / "scores.json").write_text(json.dumps({"step_10": entry, "best": {"checkpoint": "step_10", **entry}}))
 
 
 def drop_setting(folder, section, key):
@@ -76,30 +29,6 @@ def drop_setting(folder, section, key):
     cfg = OmegaConf.load(folder / "config.yaml")
     del cfg[section][key]
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-
-
-def age(folder, seconds):
-    """Make the folder's result files `seconds` older (which of two runs of one seed is newer)."""
-    for name in ("scores.json", "metrics.jsonl"):
-        path = folder / name
-        if path.is_file():
-            when = path.stat().st_mtime - seconds
-            os.utime(path, (when, when))
-
-
-def table_sections(markdown: str, title: str) -> dict[str, list[dict]]:
-    """{section heading: rows as {header: cell}} of one table of tables.md; a setting shown as a tag (S1) is
-    read back through the section's legend ("- S1: max_steps 2, ...")."""
-    text = markdown.split(f"### {title}\n")[1].split("\n### ")[0].split("\n## ")[0]
-    sections = {}
-    for block in text.split("\n**")[1:]:
-        heading = block.split("**")[0]
-        lines = [[c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-                 for line in block.splitlines() if line.startswith("|")]
-        legend = dict(re.findall(r"^- (S\d+): (.*)$", block, re.M))
-        rows = [dict(zip(lines[0], cells)) for cells in lines[2:]]
-        sections[heading] = [{**row, "setting": legend.get(row["setting"], row["setting"])} for row in rows]
-    return sections
 
 
 def section_note(markdown: str, title: str, heading: str) -> str:
@@ -111,10 +40,6 @@ def find(rows: list[dict], **labels) -> dict:
     found = [row for row in rows if all(row[k] == v for k, v in labels.items())]
     assert len(found) == 1, (labels, rows)
     return found[0]
-
-
-def ours(rows: list[dict]) -> list[dict]:
-    return [row for row in rows if row["n"]]
 
 
 def cells(value: float) -> dict:

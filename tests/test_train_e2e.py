@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from conftest import ROOT, common_overrides, run_script
+from conftest import common_overrides, run_script
 
 from omegaconf import OmegaConf
-from test_result_record import check_record, direct_cross_entropy
+from helpers import check_record, direct_cross_entropy
 
 from hira.adapters import merge
 from hira.evaluation.forgetting import TINY_TEXT, forgetting_text
