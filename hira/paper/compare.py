@@ -22,7 +22,7 @@ import yaml
 from hira.config.settings import frozen
 from hira.errors import UserError
 from hira.paper import paired
-from hira.paper.runs import Run, find_runs
+from hira.paper.runs import Run, find_runs, seeds_oldest_first
 from hira.run_dir import PREDICTIONS_DIR, RunDir
 
 # --- selecting the groups ----------------------------------------------------------------------------------
@@ -71,14 +71,6 @@ def differing_keys(first: dict, second: dict) -> list[str]:
                   if k not in first or k not in second or not same_value(first[k], second[k]))
 
 
-def newest_per_seed(runs: list[Run]) -> list[Run]:
-    """One run per seed, the newest finished (as the tables use)."""
-    by_seed: dict = {}
-    for run in sorted(runs, key=lambda r: (r.finished_at, str(r.path))):
-        by_seed[run.seed] = run
-    return [by_seed[seed] for seed in sorted(by_seed, key=lambda s: (s is None, s))]
-
-
 def selection_text(pairs: dict) -> str:
     """{key: value} of --a/--b as the command line gave them: "method.name=hira train.lr=0.0002"."""
     return " ".join(f"{k}={v}" for k, v in pairs.items())
@@ -95,7 +87,7 @@ def select_group(runs: list[Run], pairs: dict, name: str) -> list[Run]:
     if spread:
         raise UserError(f"group {name} ({selection_text(pairs)}) holds runs of different settings, differing in "
                         f"{', '.join(spread)}; add those keys to --{name.lower()}")
-    return newest_per_seed(chosen)
+    return [same[-1] for same in seeds_oldest_first(chosen).values()]  # each seed's newest, as the tables
 
 
 def covered(key: str, named: set) -> bool:

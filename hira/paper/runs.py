@@ -299,6 +299,15 @@ def inspect_folder(run_dir: Path, scoring: str | None = None) -> Run | Skipped:
         return Skipped(run.path, f"unreadable results ({type(e).__name__}: {first_line(e)})")
 
 
+def seeds_oldest_first(runs: list[Run]) -> dict:
+    """{seed: its runs, oldest finished first}, seeds in order (a scoring-only run's None last): the tables and
+    hira-compare use each seed's newest run, the last."""
+    by_seed: dict = {}
+    for run in sorted(runs, key=lambda r: (r.finished_at, str(r.path))):
+        by_seed.setdefault(run.seed, []).append(run)
+    return {seed: by_seed[seed] for seed in sorted(by_seed, key=lambda s: (s is None, s))}
+
+
 def run_folders(root: Path) -> list[Path]:
     """Every folder under root holding a config.yaml, without looking inside one (its checkpoints hold copies,
     Hydra's .hydra/ another)."""

@@ -24,7 +24,7 @@ from hira.paper.figures import plot_pareto, plot_rank_sweep
 from hira.paper.lr_sweep import TuningRun, choose, chosen_runs, tuning_runs
 from hira.paper.render import DELTA, OURS, PAPER, LABELS, Row, Section, Table, cell_stats, label_cells, to_latex, \
     to_markdown
-from hira.paper.runs import Run, Skipped, find_runs
+from hira.paper.runs import Run, Skipped, find_runs, seeds_oldest_first
 from hira.paper.setting import MODEL_NAMES, REFERENCE_MODEL, UNSET, basic_gaps, detail_gaps, \
     load_paper_numbers, paper_gaps, setting_text, table_format, task_table
 
@@ -118,12 +118,8 @@ class Repeat:
 
 def one_per_seed(runs: list[Run]) -> tuple[list[Run], list[Repeat]]:
     """A group's runs, one per seed (the newest finished), and the repeats left out."""
-    by_seed: dict = {}
-    for run in runs:
-        by_seed.setdefault(run.seed, []).append(run)
     used, repeats = [], []
-    for seed in sorted(by_seed, key=lambda s: (s is None, s)):
-        same = sorted(by_seed[seed], key=lambda r: (r.finished_at, str(r.path)))
+    for same in seeds_oldest_first(runs).values():
         used.append(same[-1])
         if len(same) > 1:
             repeats.append(Repeat(same[-1], tuple(same[:-1])))
