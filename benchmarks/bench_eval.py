@@ -1,15 +1,16 @@
 """Scoring speed side by side in one run, on the same questions and model:
 
-    (a) transformers' generate at batch 1 (how the LLM-Adapters evaluation script scores)
-    (b) transformers' generate batched, in the subset's order (eval.engine=hf: scoring before the prefill engine)
-    (b') the same, batched longest first (what length sorting alone gives)
-    (c) eval.engine=prefill: each prompt encoded once, its cache repeated across the beams, batched longest first
+    hf_batch1   transformers' generate at batch 1 (how the LLM-Adapters evaluation script scores)
+    hf_batched  transformers' generate batched, in the subset's order (eval.engine=hf: scoring before prefill)
+    hf_sorted   the same, batched longest first (what length sorting alone gives)
+    prefill@N   eval.engine=prefill at batch N: each prompt encoded once, its cache repeated across the beams,
+                batched longest first
     loglik: one forward pass per answer option (eval.engine=hf, batch counts pairs) against one prompt pass per
             question (eval.engine=prefill, batch counts questions)
 
     hira-bench-eval                                   # SmolLM2, 64 questions, beam 4, 32 new tokens (the paper's)
-    hira-bench-eval --questions 16 --skip a           # a quick look
-    hira-bench-eval --prefill-batch-sizes 8,16,32 --skip a,b,b_sorted,loglik   # choose (c)'s batch size
+    hira-bench-eval --questions 16 --skip hf_batch1   # a quick look
+    hira-bench-eval --prefill-batch-sizes 8,16,32 --skip hf_batch1,hf_batched,hf_sorted,loglik   # prefill's batch
     (or python scripts/bench_eval.py, same arguments)
 
 The questions are the eight commonsense subsets' LLM-Adapters formats (their instruction templates, option labels
@@ -74,7 +75,7 @@ WORDS = ("the a of and to in is that it for was on are as with his they at be th
          "means knew try told young miles sun ways thing whole hear example heard several change answer room sea "
          "against top turned learn point city play toward five using himself usually money seen car morning body "
          "upon family later turn move face door cut done group true half red fish plants").split()
-VARIANTS = ("a", "b", "b_sorted", "c")
+SKIPPABLE = ("hf_batch1", "hf_batched", "hf_sorted", "prefill", "loglik")  # --skip's names
 
 
 def parse_args(argv=None):
@@ -86,15 +87,17 @@ def parse_args(argv=None):
     p.add_argument("--num-beams", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=32, help="the paper's for commonsense")
     p.add_argument("--batch1-questions", type=int, default=None,
-                   help="(a) on this many of the questions, evenly spaced (default: all); its rate is per question")
-    p.add_argument("--batch-size", type=int, default=16, help="(b)'s and hf loglik's: configs/eval.yaml's before")
-    p.add_argument("--prefill-batch-sizes", default="16", help="comma list: (c) and prefill loglik at each")
+                   help="hf_batch1 on this many of the questions, evenly spaced (default: all); its rate is per question")
+    p.add_argument("--batch-size", type=int, default=16, help="hf_batched's, hf_sorted's and hf loglik's")
+    p.add_argument("--prefill-batch-sizes", default="16", help="comma list: prefill and prefill loglik at each")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--skip", default="", help="comma list of a,b,b_sorted,c,loglik")
+    p.add_argument("--skip", default="", help=f"comma list of {','.join(SKIPPABLE)}")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.prefill_batch_sizes = [int(b) for b in args.prefill_batch_sizes.split(",")]
     args.skip = {s for s in args.skip.split(",") if s}
+    if args.skip - set(SKIPPABLE):
+        p.error(f"--skip {','.join(sorted(args.skip - set(SKIPPABLE)))}: no such variant; valid: {', '.join(SKIPPABLE)}")
     return args
 
 
@@ -200,15 +203,15 @@ def timed(run, device: str) -> tuple[object, dict]:
 
 def generation_variants(args) -> dict[str, dict]:
     """name -> generate() settings of each decoding variant measured."""
-    variants = {"a": dict(batch_size=1, engine="hf", sort=False),
-                "b": dict(batch_size=args.batch_size, engine="hf", sort=False),
-                "b_sorted": dict(batch_size=args.batch_size, engine="hf", sort=True)}
-    variants.update({f"c@{b}": dict(batch_size=b, engine="prefill", sort=True) for b in args.prefill_batch_sizes})
+    variants = {"hf_batch1": dict(batch_size=1, engine="hf", sort=False),
+                "hf_batched": dict(batch_size=args.batch_size, engine="hf", sort=False),
+                "hf_sorted": dict(batch_size=args.batch_size, engine="hf", sort=True)}
+    variants.update({f"prefill@{b}": dict(batch_size=b, engine="prefill", sort=True) for b in args.prefill_batch_sizes})
     return {name: v for name, v in variants.items() if name.split("@")[0] not in args.skip}
 
 
 def batch1_share(n: int, args) -> list[int]:
-    """The questions (a) decodes: every k-th, for a rate per question at a fraction of batch 1's time."""
+    """The questions hf_batch1 decodes: every k-th, for a rate per question at a fraction of batch 1's time."""
     step = max(1, n // (args.batch1_questions or n))
     return list(range(0, n, step))[: args.batch1_questions or n]
 
@@ -216,7 +219,7 @@ def batch1_share(n: int, args) -> list[int]:
 def measure_generation(model, tokenizer, prompts: list[str], args) -> dict[str, dict]:
     rows = {}
     for name, settings in generation_variants(args).items():
-        chosen = batch1_share(len(prompts), args) if name == "a" else list(range(len(prompts)))
+        chosen = batch1_share(len(prompts), args) if name == "hf_batch1" else list(range(len(prompts)))
         outputs, row = timed(lambda: generate(model, tokenizer, [prompts[i] for i in chosen], args.num_beams,
                                               args.max_new_tokens, desc=name, **settings), args.device)
         rows[name] = {**row, **settings, "outputs": dict(zip(chosen, outputs)), "n": len(chosen)}
@@ -314,13 +317,13 @@ def measure(argv=None) -> dict:
     generation = measure_generation(model, tokenizer, prompts, args)
     loglik = {} if "loglik" in args.skip else measure_loglik(model, tokenizer, questions, args)
     lines = ["", "generation (beam search), questions/s:"]
-    lines += report_lines(generation, "b" if "b" in generation else next(iter(generation), ""))
+    lines += report_lines(generation, "hf_batched" if "hf_batched" in generation else next(iter(generation), ""))
     if generation:
         first = next(iter(generation.values()))
         lines.append(f"mean answer tokens: {mean_answer_tokens(tokenizer, first):.1f} of {args.max_new_tokens} "
                      "new tokens at most")
-    if "a" in generation:
-        lines += ["", "against (a):"] + report_lines(generation, "a")
+    if "hf_batch1" in generation:
+        lines += ["", "against hf_batch1:"] + report_lines(generation, "hf_batch1")
     if loglik:
         lines += ["", "log-likelihood scoring, questions/s:"] + report_lines(loglik, "loglik hf")
         lines.append(f"largest |prefill - hf| option log-likelihood: {loglik_gap(loglik):.2e}")

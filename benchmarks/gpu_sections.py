@@ -203,8 +203,8 @@ def zero3_lines(z: dict) -> list[str]:
 
 def eval_lines(e: dict) -> list[str]:
     return [f"eval: {e['questions']} questions, beam {e['num_beams']}, {e['max_new_tokens']} new tokens, batch "
-            f"{e['batch_size']}, bf16: generate {e['b_questions_per_s']:.2f} q/s, prefill {e['c_questions_per_s']:.2f}"
-            f" q/s ({e['c_over_b']:.2f}x), same text for {e['same_tokens']:.0%} of the questions"]
+            f"{e['batch_size']}, bf16: generate {e['hf_questions_per_s']:.2f} q/s, prefill {e['prefill_questions_per_s']:.2f}"
+            f" q/s ({e['prefill_over_hf']:.2f}x), same text for {e['same_tokens']:.0%} of the questions"]
 
 
 def summary(results: dict) -> str:

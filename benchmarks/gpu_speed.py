@@ -54,19 +54,20 @@ def eval_model_folder(args) -> Path:
 
 
 def eval_speed(args) -> dict:
-    """(b) transformers' batched generate against (c) eval.engine=prefill, in bf16, on hira-bench-eval's questions."""
+    """hf_batched (transformers' batched generate) against prefill (eval.engine=prefill), in bf16, on
+    hira-bench-eval's questions."""
     from benchmarks import bench_eval
 
     batch = str(args.eval_batch_size)
     rows = bench_eval.measure(["--model-path", str(eval_model_folder(args)), "--device", args.device,
                                "--dtype", "bfloat16", "--questions", str(args.size["eval_questions"]),
                                "--max-new-tokens", str(args.size["eval_tokens"]), "--batch-size", batch,
-                               "--prefill-batch-sizes", batch, "--skip", "a,b_sorted,loglik"])["generation"]
-    b, c = rows["b"], rows[f"c@{batch}"]
-    return {"questions": b["n"], "num_beams": 4, "max_new_tokens": args.size["eval_tokens"], "batch_size": batch,
-            "b_questions_per_s": bench_eval.rate(b), "c_questions_per_s": bench_eval.rate(c),
-            "c_over_b": bench_eval.rate(c) / bench_eval.rate(b), "b_peak_mib": b["peak_mib"],
-            "c_peak_mib": c["peak_mib"], "same_tokens": same_fraction(c["outputs"], b["outputs"])}
+                               "--prefill-batch-sizes", batch, "--skip", "hf_batch1,hf_sorted,loglik"])["generation"]
+    hf, prefill = rows["hf_batched"], rows[f"prefill@{batch}"]
+    return {"questions": hf["n"], "num_beams": 4, "max_new_tokens": args.size["eval_tokens"], "batch_size": batch,
+            "hf_questions_per_s": bench_eval.rate(hf), "prefill_questions_per_s": bench_eval.rate(prefill),
+            "prefill_over_hf": bench_eval.rate(prefill) / bench_eval.rate(hf), "hf_peak_mib": hf["peak_mib"],
+            "prefill_peak_mib": prefill["peak_mib"], "same_tokens": same_fraction(prefill["outputs"], hf["outputs"])}
 
 
 def same_fraction(outputs: dict, reference: dict) -> float:

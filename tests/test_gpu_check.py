@@ -128,5 +128,5 @@ def test_eval_section_compares_generate_with_the_prefill_engine(tmp_path, llama)
     results = cpu_main(tmp_path, "--sections", "eval", "--eval-model", str(tmp_path / "lm"), "--eval-batch-size", "4")
     assert results["sections"]["eval"]["status"] == "ok", results["sections"]["eval"]
     e = results["eval"]
-    assert e["questions"] == 8 and e["b_questions_per_s"] > 0 and e["c_questions_per_s"] > 0
+    assert e["questions"] == 8 and e["hf_questions_per_s"] > 0 and e["prefill_questions_per_s"] > 0
     assert 0 <= e["same_tokens"] <= 1 and "eval: 8 questions, beam 4" in results["summary"]

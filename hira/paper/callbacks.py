@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 class ScoreBaseModel(Callback):
-    """Score the sweep's model untuned on the sweep's task, once per scoring mode, into <sweep dir>/base_<mode>.
+    """Score the sweep's model untuned on the sweep's task, once per scoring mode, into <sweep dir>/base_<model>_<mode>.
 
     modes: generate (beam search + answer extraction, as every trained row) and/or loglik (the most likely
     answer option: a base model that answers in free text fails extraction but can still know the answer).
