@@ -4,9 +4,11 @@ their own.
 Runs average together only when their settings are equal (hira/paper/runs.py: the resolved config.yaml minus the
 keys that cannot change a score, plus the questions scored); a group keeps one run per seed, the newest. Each
 table has one section per (model, task). Where the groups of a section differ in a setting, the "setting" column
-names each group's value of it (a short tag, spelled out under the section, where one would be long). The paper's rows close each section, once: a "Δ vs paper" row under a group
-compares with them only where the group's setting is the paper's (numbers.yaml's `setting`); elsewhere they are
-a reference. A column a run did not score shows "—", never a zero.
+names each group's value of it (a short tag, spelled out under the section, where one would be long). The paper's
+rows close each section, once: a "Δ vs paper" row under a group compares with them only where the group's setting
+is the paper's (hira/paper/setting.py); elsewhere they are a reference. A column a run did not score shows "—",
+never a zero. This module fills the tables; hira/paper/render.py writes them (Markdown, LaTeX) and
+hira/paper/figures.py draws Figure 6 and the accuracy-against-cost plots.
 """
 
 from __future__ import annotations
