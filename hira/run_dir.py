@@ -40,7 +40,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 CONFIG_FILE = "config.yaml"  # also the name of each checkpoint's copy of it
 # Settings a run's config.yaml lacks when it was written before the key existed, at the value those runs used
@@ -194,7 +194,7 @@ class RunDir:
         """config.yaml as written, with the settings an older run's config lacks at the value that run used."""
         cfg = OmegaConf.load(self.config)
         for key, value in LEGACY_DEFAULTS.items():
-            if OmegaConf.select(cfg, key) is None:
+            if isinstance(cfg, DictConfig) and "task" in cfg and OmegaConf.select(cfg, key) is None:
                 OmegaConf.update(cfg, key, value)
         return cfg
 

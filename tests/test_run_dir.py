@@ -103,3 +103,7 @@ def test_an_older_config_reads_with_the_settings_it_lacks_at_the_value_that_run_
     (tmp_path / "config.yaml").write_text("task:\n  name: gsm8k\n  format: gsm8k\n  loss_on: full\n")
     cfg = RunDir(tmp_path).load_config()
     assert (cfg.task.format, cfg.task.loss_on) == ("gsm8k", "full")  # a newer config keeps its own
+    (tmp_path / "config.yaml").write_text("- not\n- a run's config\n")  # read as written: no setting is made up
+    assert list(RunDir(tmp_path).load_config()) == ["not", "a run's config"]
+    (tmp_path / "config.yaml").write_text("foo: 1\n")
+    assert dict(RunDir(tmp_path).load_config()) == {"foo": 1}
