@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from conftest import common_overrides, run_script
 
 from omegaconf import OmegaConf
@@ -13,7 +14,7 @@ from hira.evaluation.forgetting import TINY_TEXT, forgetting_text
 from hira.models.loading import load_adapted_model, load_base_model
 from hira.training.checkpoint import load_adapter
 from hira.training.runlog import read_metrics
-from hira.run_dir import setting_scores
+from hira.run_dir import RunDir, setting_scores
 
 pytestmark = pytest.mark.slow  # train.py and eval.py subprocesses
 
@@ -82,3 +83,18 @@ def check_forgetting(run_dir, entry: dict, text: str) -> None:
     assert abs(entry["base_cross_entropy"] - direct_cross_entropy(base, tokenizer, text)) < 1e-5
     assert abs(entry["tuned_cross_entropy"] - direct_cross_entropy(tuned, tokenizer, text)) < 1e-5
     assert entry["base_cross_entropy"] != entry["tuned_cross_entropy"]  # training moved the weights
+
+
+def test_bfloat16_trains_and_scores(workdir, tmp_path):
+    """model.dtype=bfloat16 through train.py and its scoring, on the tiny model (SmolLM2 in bf16 is a benchmark:
+    a bf16 backward of a 30-layer model takes a minute on a CPU without bf16 instructions)."""
+    run_dir = tmp_path / "run"
+    proc = run_script("train.py", *common_overrides(workdir), "model.dtype=bfloat16", "train.max_steps=4",
+                      "train.eval_steps=4", "train.log_steps=1", "eval_limit=2", f"run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    losses = [e["loss"] for e in read_metrics(run_dir / "metrics.jsonl") if e["event"] == "train"]
+    assert len(losses) == 4 and all(0 < loss < 20 for loss in losses)
+    best = setting_scores(json.loads((run_dir / "scores.json").read_text()))["best"]
+    assert best["checkpoint"] == "step_4" and {s["n"] for s in best["subsets"].values()} == {2}
+    model, _ = load_adapted_model(RunDir(run_dir).load_config())  # what training and scoring loaded
+    assert model.get_input_embeddings().weight.dtype == torch.bfloat16

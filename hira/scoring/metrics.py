@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from scipy.stats import binomtest
-
 log = logging.getLogger(__name__)
 
 DIALOGUE_METRICS = ("bleu", "bert_f1", "bert_r", "bert_p", "meteor", "rouge_l")
@@ -19,6 +17,8 @@ DIALOGUE_METRICS = ("bleu", "bert_f1", "bert_r", "bert_p", "meteor", "rouge_l")
 
 def accuracy_summary(correct: list[bool], parse_failures: int) -> dict:
     """accuracy, its 95% Wilson score interval (scipy), parse failures and n."""
+    from scipy.stats import binomtest  # imported when scoring: scipy.stats takes ~0.8 s, every command imports this
+
     n, k = len(correct), sum(correct)
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     return {"accuracy": k / n, "ci95": [ci.low, ci.high], "ci_method": "wilson", "parse_failures": parse_failures,

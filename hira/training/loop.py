@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from hira.adapters import on_step, param_groups
 from hira.config.check import check_train_config
@@ -25,6 +24,7 @@ from hira.models.loading import load_adapted_model
 from hira import distributed
 from hira.run_dir import RunDir
 from hira.training import batches, checkpoint, engine_config, guard
+from hira.training.lr_schedule import linear_warmup_decay
 from hira.training.resume import ResumePoint, build_trainer_state, record_resume, restore, start_or_resume
 from hira.training.runlog import open_metrics
 from hira.training.state import LoopState
@@ -61,7 +61,7 @@ def build_engine(cfg, model, schedule: Schedule):
     # each trainable tensor at train.lr times its method's lr_scale (LoRA+'s B matrices: lr_ratio times)
     optimizer = guard.GuardedAdamW(param_groups(model, cfg.train.lr), lr=cfg.train.lr,
                                    weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.adam_betas))
-    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.train.warmup_steps, schedule.total_steps)
+    scheduler = linear_warmup_decay(optimizer, cfg.train.warmup_steps, schedule.total_steps)
     ds_config = engine_config.deepspeed_config(cfg.hardware.ds_config, cfg.hardware.micro_batch_size,
                                                schedule.accumulation, cfg.train.grad_clip)
     if ds_config["zero_optimization"].get("stage", 0) == 3:
