@@ -290,21 +290,27 @@ def test_make_tables_compare_block(hand_runs, tmp_path):
 
 # --- hira-compare and hira-make-tables --compare on real tiny runs (slow: train.py subprocesses) ---------------
 
-TINY_GROUPS = {"default": [], "slow": ["train.lr=1e-9"]}
+TINY_GROUPS = {"default": 1e-2, "slow": 1e-9}  # HiRA's default lr on the tiny model, and one that learns nothing
 
 
 @pytest.fixture(scope="module")
 def tiny_runs(workdir):
-    """HiRA at its default lr and at 1e-9, seeds 1 and 2: four train.py runs of one step, 4 questions a subset."""
+    """HiRA at its default lr and at 1e-9, seeds 1 and 2: one train.py sweep of four one-step runs, 4 questions a
+    subset; each run folder then moved to <group>_<seed> (a run folder holds its own truth wherever it is)."""
     from conftest import common_overrides, run_script
+    from omegaconf import OmegaConf
 
-    root = workdir / "compare_runs"
-    for group, extra in TINY_GROUPS.items():
-        for seed in (1, 2):
-            proc = run_script("train.py", *common_overrides(workdir), "train.max_steps=1", "eval_limit=4",
-                              f"seed={seed}", f"run_dir={root / f'{group}_{seed}'}", *extra,
-                              timeout=1200)  # the first also builds the session's tiny model
-            assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep, root = workdir / "compare_sweep", workdir / "compare_runs"
+    proc = run_script("train.py", "-m", *common_overrides(workdir), "train.max_steps=1", "eval_limit=4", "seed=1,2",
+                      f"train.lr={','.join(str(lr) for lr in TINY_GROUPS.values())}", f"hydra.sweep.dir={sweep}",
+                      timeout=1200)  # it may also build the session's tiny model
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    group = {lr: name for name, lr in TINY_GROUPS.items()}
+    root.mkdir()
+    for config in sweep.glob("*/config.yaml"):
+        cfg = OmegaConf.load(config)
+        shutil.move(config.parent, root / f"{group[cfg.train.lr]}_{cfg.seed}")
+    assert sorted(p.name for p in root.iterdir()) == ["default_1", "default_2", "slow_1", "slow_2"]
     return root
 
 
