@@ -51,13 +51,11 @@ def events(run_dir: Path, kind: str) -> list[dict]:
 
 def mean_train_tokens(run_dir: Path) -> float:
     """Mean tokenized length of the run's training examples (read from its tokenization cache)."""
-    from omegaconf import OmegaConf
-
     from hira.data.tasks import load_task
     from hira.data.tokenize import tokenized_splits
     from hira.models.loading import load_tokenizer
 
-    cfg = OmegaConf.load(RunDir(run_dir).config)
+    cfg = RunDir(run_dir).load_config()
     tokenizer = load_tokenizer(cfg.model.path)  # with the pad token training gave it
     train, _, _ = tokenized_splits(tokenizer, load_task(cfg.task, with_tests=False), cfg.task)
     lengths = [len(ids) for ids in train["input_ids"]]
@@ -82,21 +80,27 @@ def real_run(args, timeout_s: float) -> dict:
     overrides = [*model, "method=hira", f"hardware={hardware}", "model.dtype=bfloat16", f"train.max_steps={steps}",
                  "resume=false", f"run_dir={run_dir}", *args.override]
     run_train(train_command(args, overrides), args.workdir / "run_hira.log", timeout_s)
-    from omegaconf import OmegaConf
+    return {"command": " ".join(["python", "train.py", *overrides]),
+            "model_note": None if args.smollm2_path else "no --smollm2-path: the tiny in-project model stood in",
+            **run_report(run_dir)}
 
+
+def run_report(run_dir: Path) -> dict:
+    """What the run section reports of a finished run folder: speed, memory, losses, and its best checkpoint's
+    scores under the run's own scoring setting."""
     from hira.evaluation.console import format_table
 
-    end = events(run_dir, "end")[-1]
-    cfg = OmegaConf.load(RunDir(run_dir).config)
+    run = RunDir(run_dir)
+    end = run.events("end")[-1]
+    cfg = run.load_config()
     examples = end["step"] * cfg.train.global_batch_size
     tokens_per_s = examples * mean_train_tokens(run_dir) / end["train_time_s"]
-    scores = setting_scores(RunDir(run_dir).read_scores())["best"]
-    return {"command": " ".join(["python", "train.py", *overrides]), "model": cfg.model.name,
-            "model_note": None if args.smollm2_path else "no --smollm2-path: the tiny in-project model stood in",
-            "steps": end["step"], "train_time_s": end["train_time_s"], "peak_memory_gb": end["peak_memory_gb"],
-            "examples_per_s": examples / end["train_time_s"], "approx_tokens_per_s": tokens_per_s,
-            "first_losses": [e["loss"] for e in events(run_dir, "train")][:5],
-            "val_losses": [e["val_loss"] for e in events(run_dir, "eval")], "num_beams": scores["num_beams"],
+    scoring = setting_scores(run.read_scores())
+    scores = scoring["best"]
+    return {"model": cfg.model.name, "steps": end["step"], "train_time_s": end["train_time_s"],
+            "peak_memory_gb": end["peak_memory_gb"], "examples_per_s": examples / end["train_time_s"],
+            "approx_tokens_per_s": tokens_per_s, "first_losses": [e["loss"] for e in run.events("train")][:5],
+            "val_losses": [e["val_loss"] for e in run.events("eval")], "num_beams": scoring["setting"]["num_beams"],
             "best_checkpoint": scores["checkpoint"], "average_accuracy": scores["average"],
             "subsets": scores["subsets"], "table": format_table(scores["subsets"]), "run_dir": str(run_dir)}
 

@@ -78,6 +78,18 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("work")
 
 
+@pytest.fixture(scope="session")
+def finished_run(workdir, tmp_path_factory) -> Path:
+    """A finished run folder, for tests that only read one: train.py for 2 steps on the test tiny model, then its
+    own scoring of the best checkpoint (2 questions per subset)."""
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    proc = subprocess.run([sys.executable, "train.py", *common_overrides(workdir), "train.max_steps=2",
+                           "train.eval_steps=2", "train.log_steps=1", "eval_limit=2", f"run_dir={folder}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder
+
+
 def data_folder(path: Path) -> Path:
     """A synthetic task's data folder outside the project: the check phase creates no folder the user typed
     there, so the test makes it (the synthetic files are written into it on first use)."""

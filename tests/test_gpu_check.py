@@ -130,3 +130,13 @@ def test_eval_section_compares_generate_with_the_prefill_engine(tmp_path, llama)
     e = results["eval"]
     assert e["questions"] == 8 and e["hf_questions_per_s"] > 0 and e["prefill_questions_per_s"] > 0
     assert 0 <= e["same_tokens"] <= 1 and "eval: 8 questions, beam 4" in results["summary"]
+
+
+@pytest.mark.slow  # reads a finished run folder (conftest's finished_run: one train.py run shared by the session)
+def test_the_run_section_reports_a_finished_run(finished_run):
+    # the run section's own run is a benchmark (minutes); what it reports of the folder is checked here, in CI
+    report = gpu_runs.run_report(finished_run)
+    assert report["model"] == "tiny" and report["steps"] == 2 and report["num_beams"] == 4
+    assert report["best_checkpoint"] == "step_2" and len(report["first_losses"]) == 2 and report["val_losses"]
+    assert report["approx_tokens_per_s"] > 0 and report["peak_memory_gb"] > 0
+    assert {s["n"] for s in report["subsets"].values()} == {2} and "Table 1 row" in report["table"]

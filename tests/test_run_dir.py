@@ -2,11 +2,9 @@
 spells a run file's name, so the layout keeps one home and cannot drift back into the callers."""
 
 import ast
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, common_overrides
+from conftest import ROOT
 
 from hira import run_dir
 from hira.run_dir import RunDir, parse_events
@@ -15,15 +13,9 @@ from hira.training.checkpoint import list_checkpoints
 HYDRA_OWN = {".hydra"}  # Hydra's copy of the composed config, beside the run's own files
 
 
-@pytest.fixture(scope="module")
-def run(workdir, tmp_path_factory):
-    """train.py for 2 steps on the test tiny model, then its own scoring of the best checkpoint (2 per subset)."""
-    folder = tmp_path_factory.mktemp("layout") / "run"
-    proc = subprocess.run([sys.executable, "train.py", *common_overrides(workdir), "train.max_steps=2",
-                           "train.eval_steps=2", "train.log_steps=1", "eval_limit=2", f"run_dir={folder}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return RunDir(folder)
+@pytest.fixture
+def run(finished_run):
+    return RunDir(finished_run)
 
 
 @pytest.mark.slow
