@@ -24,7 +24,7 @@ from hira.evaluation.result import N_QUESTIONS, SCORED_AS
 from hira.paper.compare import block_against_reference
 from hira.paper.figures import plot_pareto, plot_rank_sweep
 from hira.paper.lr_sweep import TuningRun, choose, chosen_runs, tuning_runs
-from hira.paper.render import DELTA, OURS, PAPER, LABELS, Row, Section, Table, cell_stats, label_cells, to_latex, \
+from hira.paper.render import COST_COLUMNS, DELTA, OURS, PAPER, LABELS, Row, Section, Table, cell_stats, label_cells, to_latex, \
     to_markdown
 from hira.paper.runs import Run, Skipped, find_runs, seeds_oldest_first
 from hira.paper.setting import MODEL_NAMES, REFERENCE_MODEL, UNSET, basic_gaps, detail_gaps, \
@@ -43,7 +43,6 @@ COLUMNS = {
     **{fmt.table: list(fmt.columns) for fmt in formats.FORMATS.values()},
     "table12": [("peak_memory_gb", "Peak memory (GB)"), ("train_time_s", "Train time")],
 }
-COST_COLUMNS = [("trainable_percent", "trainable %"), ("adapter_bytes", "adapter size")]  # Table 1's cost columns
 TASK_TABLES = sorted(fmt.table for fmt in formats.FORMATS.values())  # one per format: table1, table2, table3
 TITLES = {
     **{fmt.table: fmt.title for fmt in formats.FORMATS.values()},
