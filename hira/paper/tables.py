@@ -24,8 +24,8 @@ from hira.evaluation.result import N_QUESTIONS, SCORED_AS
 from hira.paper.compare import block_against_reference
 from hira.paper.figures import plot_pareto, plot_rank_sweep
 from hira.paper.lr_sweep import TuningRun, choose, chosen_runs, tuning_runs
-from hira.paper.render import COST_COLUMNS, DELTA, OURS, PAPER, LABELS, Row, Section, Table, cell_stats, label_cells, to_latex, \
-    to_markdown
+from hira.paper.render import COST_COLUMNS, DELTA, LABELS, OURS, PAPER, Row, Section, Table, cell_stats, label_cells, \
+    to_latex, to_markdown
 from hira.paper.runs import Run, Skipped, find_runs, seeds_oldest_first
 from hira.paper.setting import MODEL_NAMES, REFERENCE_MODEL, UNSET, basic_gaps, detail_gaps, \
     load_paper_numbers, paper_gaps, setting_text, table_format, task_table
