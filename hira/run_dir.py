@@ -30,7 +30,8 @@ generate_b4_t32, loglik, generate_b4_t32_n30 (the first 30 questions of each sub
 scores.json written before settings were kept ({<name>: entry with "mode" and "num_beams", "best": ...}) is read
 as format 2: each entry under the setting of its mode and beams, with the run's own new tokens and limit.
 
-Ground floor, standard library only: every layer may name a run's files without importing another's code.
+Ground floor (the standard library and omegaconf): every layer may name a run's files without importing another's
+code.
 """
 
 from __future__ import annotations

@@ -23,18 +23,18 @@ from hira.config.check import check_scoring, check_subsets
 from hira.config.handed_on import check_unless_handed_on
 from hira.data import formats
 from hira.data.tasks import load_task
-from hira.files import read_json, write_json_atomic
 from hira.errors import UserError
+from hira.evaluation.checkpoints import select_checkpoints, wait_for_config, watch_checkpoints
 from hira.evaluation.console import format_table
 from hira.evaluation.generation import answer_logliks, generate, prompts_for
-from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, rank_device
 from hira.evaluation.progress import Appender, check_settings, cut_short, finish_subset, kept_outputs
 from hira.evaluation.result import write_result
+from hira.evaluation.shards import announce_shard, decode_sharded, join_ranks, rank_device
+from hira.files import write_json_atomic
 from hira.models.loading import load_adapted_model
-from hira.scoring.metrics import BertScoreConfig, mean_accuracy
 from hira.run_dir import RunDir, own_scoring, scoring_id, scoring_setting
-from hira.evaluation.checkpoints import select_checkpoints, wait_for_config, watch_checkpoints
-from hira.training.checkpoint import MANIFEST_FILE, load_adapter
+from hira.scoring.metrics import BertScoreConfig, mean_accuracy
+from hira.training.checkpoint import load_adapter, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -194,18 +194,12 @@ def score_model(model, tokenizer, tests: dict, eval_cfg, out_dir: Path, checkpoi
     return scores if main else None
 
 
-def checkpoint_digest(ckpt: Path) -> str | None:
-    """The checkpoint's manifest digest (its weights' identity), None for one written before manifests."""
-    manifest = read_json(Path(ckpt) / MANIFEST_FILE) or {}
-    return manifest.get("sha256")
-
-
 def evaluate_checkpoint(model, tokenizer, run: RunDir, run_cfg, ckpt: Path, tests: dict, eval_cfg) -> dict:
     """Score one checkpoint into `run` (the folder given, never the run_dir its config.yaml recorded)."""
     load_adapter(model, ckpt, run_cfg)
     merge(model)  # decode at base-model speed
     out_dir = run.predictions(scoring_id(setting_of(eval_cfg)), ckpt.name)
-    return score_model(model, tokenizer, tests, eval_cfg, out_dir, checkpoint_digest(ckpt))
+    return score_model(model, tokenizer, tests, eval_cfg, out_dir, weights_digest(ckpt))
 
 
 # configs/eval.yaml's top-level scoring options (its `eval:` section adds mode, engine, bertscore, forgetting_text)

@@ -20,7 +20,7 @@ from hira.evaluation.progress import subset_file
 from hira.files import read_json, write_json_atomic
 from hira.provenance import device_info, file_hashes, git_state, library_versions
 from hira.run_dir import RunDir, own_scoring, scoring_id
-from hira.training.checkpoint import MANIFEST_FILE
+from hira.training.checkpoint import weights_digest
 from hira.training.cost import cost
 
 RESULT_FORMAT = 1
@@ -100,19 +100,13 @@ def read_data_files(run_cfg, subsets) -> dict:
     return files | {f"test/{s}": tests[s] for s in subsets if s in tests}
 
 
-def checkpoint_weights(run: RunDir, checkpoint: str | None) -> str | None:
-    """A checkpoint's manifest digest (its weights' identity), None for a model no run trained."""
-    manifest = read_json(run.checkpoints / checkpoint / MANIFEST_FILE) if checkpoint else None
-    return (manifest or {}).get("sha256")
-
-
 def forgetting_entry(run: RunDir, old: dict | None, text: tuple | None, checkpoint: str | None, measure) -> dict | None:
     """The forgetting measurement of the reported checkpoint: the record's earlier one when it measured the same
     text on the same weights, else measured now with measure(name, text, checkpoint)."""
     if text is None or measure is None or checkpoint is None:  # nothing scored yet: no weights to measure
         return None
     name, body = text
-    weights = checkpoint_weights(run, checkpoint)
+    weights = weights_digest(run.checkpoints / checkpoint)  # None for a model no run trained
     if (old and old.get("sha256") == forgetting.text_sha256(body) and old.get("checkpoint") == checkpoint
             and old.get("weights") == weights and old.get("text") == name):
         return old

@@ -224,7 +224,7 @@ def read_run(run: RunDir, cfg: DictConfig, scoring: str | None = None) -> Run:
                params=params_label(method_params(method)), modules=modules_label(method.get("target_modules")),
                lr=optional_number(cfg, "train.lr", float), batch=optional_number(cfg, "train.global_batch_size", int),
                seed=None if seed is None else int(seed), hardware=OmegaConf.select(cfg, "hardware.name", default="-"),
-               experiment=cfg.get("experiment"), loss_on=cfg.task.get("loss_on") or "response",
+               experiment=cfg.get("experiment"), loss_on=cfg.task.loss_on,
                scores=scores, subsets=subsets, scoring=best.get("mode", "generate"),
                scoring_id=best.get("scoring"), best_checkpoint=best.get("checkpoint"),
                predictions_files=best.get("predictions_files", {}),

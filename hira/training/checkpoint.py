@@ -130,6 +130,11 @@ def write_manifest(folder: Path) -> None:
                                                              indent=1))
 
 
+def weights_digest(ckpt: Path) -> str | None:
+    """The checkpoint's manifest digest, the identity of its weights (None for one written before manifests)."""
+    return (read_json(Path(ckpt) / MANIFEST_FILE) or {}).get("sha256")
+
+
 def written_before_manifests(ckpt: Path) -> bool:
     """A checkpoint from before manifests existed (its trainer state does not announce one)."""
     return not (Path(ckpt) / MANIFEST_FILE).exists() and "manifest" not in (read_json(Path(ckpt) / STATE_FILE) or {})
